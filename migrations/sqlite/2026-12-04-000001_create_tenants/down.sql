@@ -1,0 +1,2 @@
+DROP TRIGGER trg_tenants_updated_at;
+DROP TABLE tenants;

@@ -1,0 +1,2 @@
+DROP TRIGGER trg_configurations_updated_at;
+DROP TABLE configurations;

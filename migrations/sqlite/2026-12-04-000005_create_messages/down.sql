@@ -1,0 +1,2 @@
+DROP TRIGGER trg_messages_updated_at;
+DROP TABLE messages;

@@ -1,0 +1,2 @@
+DROP TRIGGER trg_api_keys_updated_at;
+DROP TABLE api_keys;

@@ -1,0 +1,2 @@
+DROP TRIGGER trg_client_configurations_updated_at;
+DROP TABLE client_configurations;

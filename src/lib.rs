@@ -1,0 +1,14 @@
+//! Ally: the multi-tenant data service of an AI chat platform, served over gRPC.
+//!
+//! The binary's subcommands live in [`cli`]; [`server`] builds and runs the gRPC server;
+//! [`db`] owns connections, pools and migrations for SQLite and MySQL; [`config`] resolves the
+//! layered settings.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod models;
+pub mod proto;
+pub mod schema;
+pub mod server;
+pub mod telemetry;

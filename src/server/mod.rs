@@ -1,0 +1,195 @@
+//! The gRPC server: start-up checks, the services it hosts, and graceful shutdown.
+
+mod health;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::db::migrations::{self, Command, MigrationError};
+use crate::db::{Database, DbError, PoolOptions};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    #[error(
+        "the database schema is outdated: migration {missing} is not applied; run `ally migrate \
+         run` or set database.migrate_on_start = true"
+    )]
+    SchemaOutdated { missing: String },
+    #[error("binding {address} failed: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server running in the background, as tests and embedders use it.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    database: Database,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on, with the real port when port 0 was configured.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Stops accepting calls, lets in-flight calls finish, and waits for the server to stop.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => {
+                error!(error = %join, "the server task panicked");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Connects to the database, brings the schema up to date or checks it, binds the listen
+/// address and serves until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = start(settings.clone()).await?;
+    shutdown.await;
+    info!("shutdown requested; finishing in-flight calls");
+    let grace = settings.server.shutdown_timeout;
+    let _ = server.shutdown.send(true);
+    match tokio::time::timeout(grace, server.task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => {
+            error!(error = %join, "the server task panicked");
+            Ok(())
+        }
+        Err(_) => {
+            warn!(timeout = ?grace, "in-flight calls did not finish in time; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Starts the server in the background and returns once it listens.
+pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
+    let url = settings.database_url()?;
+    info!(
+        environment = %settings.environment,
+        database = %url.redacted(),
+        "starting Ally {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
+    prepare_schema(&database, settings.migrate_on_start()).await?;
+
+    let address = settings.listen_addr();
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { address, source })?;
+
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let monitor = health::Monitor::new(
+        database.clone(),
+        reporter,
+        settings.database.health_check_interval,
+    );
+    let health_task = tokio::spawn(monitor.run(shutdown.subscribe()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| ServeError::Bind {
+            address,
+            source: std::io::Error::other(error),
+        })?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|error| ServeError::Bind {
+            address,
+            source: std::io::Error::other(error),
+        })?;
+
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    info!(address = %local_addr, "serving gRPC");
+
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        };
+        let result = router.serve_with_incoming_shutdown(incoming, stop).await;
+        health_task.abort();
+        info!("server stopped");
+        result.map_err(ServeError::from)
+    });
+
+    Ok(RunningServer {
+        local_addr,
+        database,
+        shutdown,
+        task,
+    })
+}
+
+/// Applies pending migrations, or refuses to serve when some are pending and applying them at
+/// start is off.
+async fn prepare_schema(database: &Database, migrate: bool) -> Result<(), ServeError> {
+    if migrate {
+        for version in migrations::execute(database, Command::Run).await? {
+            info!(migration = %version, "applied migration");
+        }
+    }
+    let status = {
+        let mut conn = database.read().await?;
+        migrations::status(&mut conn).await.map_err(DbError::from)?
+    };
+    if let Some(missing) = status.pending().next() {
+        return Err(ServeError::SchemaOutdated {
+            missing: format!("{}_{}", missing.version, missing.name),
+        });
+    }
+    if !status.unknown.is_empty() {
+        warn!(
+            versions = ?status.unknown,
+            "the database has migrations this release does not know; a newer release migrated it"
+        );
+    }
+    Ok(())
+}

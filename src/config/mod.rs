@@ -387,3 +387,6 @@ impl From<config::ConfigError> for ConfigError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,12 @@ pub enum ConnectError {
          VerifyCA or VerifyFull (server said: {0})"
     )]
     TlsRequiredByServer(String),
+    #[error(
+        "access denied with SslMode=None; the server offers TLS and may require it (MariaDB \
+         reports a missing TLS as access denied), so try SslMode=Required or stronger \
+         (server said: {0})"
+    )]
+    AccessDeniedWithoutTls(String),
     #[error("TLS certificate verification failed: {0}")]
     Tls(#[source] rustls::Error),
     #[error("TLS handshake with the server failed: {0}")]

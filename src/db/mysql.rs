@@ -19,6 +19,9 @@ SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci";
 /// MySQL's and MariaDB's error codes for a server that requires TLS on a plain connection.
 const SECURE_TRANSPORT_REQUIRED: [u16; 2] = [3159, 4036];
 
+/// ER_ACCESS_DENIED_ERROR.
+const ACCESS_DENIED: u16 = 1045;
+
 pub(super) async fn connect(
     target: &MysqlTarget,
     timeout: Duration,
@@ -65,6 +68,15 @@ async fn open(
             if SECURE_TRANSPORT_REQUIRED.contains(&error.code) && target.ssl_mode == SslMode::None =>
         {
             Err(ConnectError::TlsRequiredByServer(error.message))
+        }
+        // MariaDB answers a plain connection to a server with require_secure_transport=ON with
+        // a plain "access denied", so say that TLS may be the cause when the server offers it.
+        Ok(Err(mysql_async::Error::Server(error)))
+            if error.code == ACCESS_DENIED
+                && target.ssl_mode == SslMode::None
+                && tls::server_offers_tls(target, timeout).await =>
+        {
+            Err(ConnectError::AccessDeniedWithoutTls(error.message))
         }
         Ok(Err(error)) => Err(ConnectError::Mysql(error)),
         Err(_) => Err(ConnectError::TimedOut {

@@ -138,6 +138,32 @@ async fn probe_presented_name(
     }
 }
 
+/// Returns the DNS names and IP addresses of a certificate's subjectAltName extension.
+fn subject_alt_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(extension)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(dns.to_string()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// Picks a name from a certificate's subject names that a TLS client can verify against. A
 /// wildcard name gets a concrete first label so that it matches itself.
 fn usable_name(names: &[String]) -> Option<String> {
@@ -147,6 +173,30 @@ fn usable_name(names: &[String]) -> Option<String> {
         Some(rest) => Some(format!("verify-ca.{rest}")),
         None => Some(chosen.clone()),
     }
+}
+
+/// Whether the server's greeting offers TLS. False when the server cannot be reached.
+pub(super) async fn server_offers_tls(target: &MysqlTarget, timeout: Duration) -> bool {
+    const CLIENT_SSL: u32 = 0x800;
+    let read = async {
+        let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        let greeting = read_packet(&mut stream).await?.1;
+        greeting_capabilities(&greeting)
+    };
+    matches!(
+        tokio::time::timeout(timeout, read).await,
+        Ok(Ok(capabilities)) if capabilities & CLIENT_SSL != 0
+    )
+}
+
+/// Reads one protocol packet and returns its sequence number and payload.
+async fn read_packet(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let length = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await?;
+    Ok((header[3], payload))
 }
 
 /// Reads the server's greeting and answers with the protocol's SSLRequest packet, after which
@@ -159,11 +209,7 @@ async fn request_tls_upgrade(stream: &mut TcpStream) -> std::io::Result<()> {
     const UTF8MB4_GENERAL_CI: u8 = 45;
     const MAX_PACKET: u32 = 16 * 1024 * 1024;
 
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await?;
-    let length = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
-    let mut greeting = vec![0u8; length];
-    stream.read_exact(&mut greeting).await?;
+    let (sequence, greeting) = read_packet(stream).await?;
     let capabilities = greeting_capabilities(&greeting)?;
     if capabilities & CLIENT_SSL == 0 {
         return Err(std::io::Error::other("the server does not offer TLS"));
@@ -171,7 +217,7 @@ async fn request_tls_upgrade(stream: &mut TcpStream) -> std::io::Result<()> {
 
     let flags = CLIENT_LONG_PASSWORD | CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION;
     let mut packet = Vec::with_capacity(36);
-    packet.extend_from_slice(&[32, 0, 0, header[3].wrapping_add(1)]);
+    packet.extend_from_slice(&[32, 0, 0, sequence.wrapping_add(1)]);
     packet.extend_from_slice(&flags.to_le_bytes());
     packet.extend_from_slice(&MAX_PACKET.to_le_bytes());
     packet.push(UTF8MB4_GENERAL_CI);
@@ -291,15 +337,10 @@ impl ServerCertVerifier for ChainVerifier {
                 self.record(Outcome::Verified);
                 Ok(verified)
             }
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-                presented,
-                ..
-            })) => {
-                self.record(Outcome::NameMismatch(presented));
-                Ok(ServerCertVerified::assertion())
-            }
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => {
-                self.record(Outcome::NameMismatch(Vec::new()));
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {
+                self.record(Outcome::NameMismatch(subject_alt_names(end_entity)));
                 Ok(ServerCertVerified::assertion())
             }
             Err(error) => {

@@ -5,6 +5,7 @@ mod common;
 
 mod migrations;
 mod outage;
+mod pool;
 mod schema_roundtrip;
 mod server;
 mod shutdown;

@@ -1,5 +1,8 @@
 //! The server starts, reports health and lists its services through reflection.
 
+use std::time::Duration;
+
+use ally::db::migrations::{self, Command};
 use ally::proto;
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -12,9 +15,14 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha;
 
 use crate::backend_tests;
-use crate::common::{TestBackend, TestServer};
+use crate::common::{TestBackend, TestServer, wait_until};
 
-backend_tests!(health_serving, reflection_lists_services, reflection_v1alpha_answers);
+backend_tests!(
+    health_serving,
+    health_follows_schema,
+    reflection_lists_services,
+    reflection_v1alpha_answers
+);
 
 async fn health_serving(backend: TestBackend) {
     let test = TestServer::start(backend).await;
@@ -85,5 +93,34 @@ async fn reflection_v1alpha_answers(backend: TestBackend) {
         panic!("unexpected reflection response: {response:?}");
     };
     assert!(!files.file_descriptor_proto.is_empty());
+    test.stop().await;
+}
+
+async fn status(client: &HealthClient<tonic::transport::Channel>) -> ServingStatus {
+    let mut client = client.clone();
+    match client.check(HealthCheckRequest::default()).await {
+        Ok(response) => response.into_inner().status(),
+        Err(_) => ServingStatus::Unknown,
+    }
+}
+
+async fn health_follows_schema(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let health = HealthClient::new(test.channel.clone());
+    let database = test.server.database().clone();
+
+    migrations::execute(&database, Command::Revert).await.expect("revert one migration");
+    let down = wait_until(Duration::from_secs(10), || async {
+        status(&health).await == ServingStatus::NotServing
+    })
+    .await;
+    assert!(down, "health stayed SERVING with a migration missing");
+
+    migrations::execute(&database, Command::Run).await.expect("apply it again");
+    let up = wait_until(Duration::from_secs(10), || async {
+        status(&health).await == ServingStatus::Serving
+    })
+    .await;
+    assert!(up, "health did not return to SERVING after the migration was applied");
     test.stop().await;
 }

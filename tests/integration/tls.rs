@@ -85,7 +85,7 @@ async fn tls_modes_against_real_server() {
         ("VerifyFull, name mismatch", url("127.0.0.1", port, "VerifyFull", Some(&ca)), "not valid for name"),
         ("Required, wrong CA", url("127.0.0.1", port, "Required", Some(&other_ca)), "certificate"),
         ("VerifyFull, built-in roots", url("localhost", port, "VerifyFull", None), "certificate"),
-        ("None against TLS-only server", url("127.0.0.1", port, "None", None), "requires TLS"),
+        ("None against TLS-only server", url("127.0.0.1", port, "None", None), "SslMode=None"),
     ];
     for (case, target, expected) in rejected {
         let error = match try_connect(target).await {

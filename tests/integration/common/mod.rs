@@ -29,7 +29,6 @@ pub enum TestBackend {
 /// A database created for one test and removed when dropped.
 pub struct TestDatabase {
     pub url: String,
-    pub backend: TestBackend,
     mariadb_name: Option<String>,
     _dir: TempDir,
 }
@@ -40,7 +39,6 @@ impl TestDatabase {
         match backend {
             TestBackend::Sqlite => TestDatabase {
                 url: format!("sqlite://{}", dir.path().join("ally.db").display()),
-                backend,
                 mariadb_name: None,
                 _dir: dir,
             },
@@ -58,8 +56,7 @@ impl TestDatabase {
                 conn.disconnect().await.ok();
                 TestDatabase {
                     url: format!("{}/{name}", admin.trim_end_matches('/')),
-                    backend,
-                    mariadb_name: Some(name),
+                        mariadb_name: Some(name),
                     _dir: dir,
                 }
             }
@@ -114,7 +111,8 @@ pub fn test_settings(url: &str, data_dir: &std::path::Path) -> Settings {
 pub struct TestServer {
     pub server: RunningServer,
     pub channel: Channel,
-    pub database: TestDatabase,
+    /// Kept so the database lives as long as the server.
+    _database: TestDatabase,
 }
 
 impl TestServer {
@@ -127,7 +125,7 @@ impl TestServer {
         TestServer {
             server,
             channel,
-            database,
+            _database: database,
         }
     }
 

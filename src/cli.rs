@@ -63,7 +63,10 @@ pub fn main() -> ExitCode {
     };
     crate::telemetry::init(settings.environment);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ally: starting the async runtime failed: {error}");
@@ -102,8 +105,12 @@ async fn migrate(settings: Settings, action: MigrateAction) -> anyhow::Result<()
             let mut conn = database.read().await?;
             let status = migrations::status(&mut conn).await?;
             for migration in &status.migrations {
-                let mark = if migration.applied { "applied" } else { "pending" };
-                println!("{mark:8} {}_{}", migration.version, migration.name);
+                let mark = if migration.applied {
+                    "applied"
+                } else {
+                    "pending"
+                };
+                println!("{mark:8} {migration}");
             }
             for version in &status.unknown {
                 println!("{:8} {version} (not in this release)", "unknown");

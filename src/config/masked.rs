@@ -8,7 +8,10 @@ use super::database_url::DatabaseUrl;
 const MASK: &str = "[redacted]";
 
 /// Writes the database URL with its password replaced, or a mask when it does not parse.
-pub(super) fn database_url<S: Serializer>(url: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn database_url<S: Serializer>(
+    url: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match DatabaseUrl::parse(url.expose_secret()) {
         Ok(parsed) => serializer.serialize_str(&parsed.redacted()),
         Err(_) => serializer.serialize_str(MASK),

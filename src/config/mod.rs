@@ -189,7 +189,10 @@ impl Settings {
 
         let environment = match lookup(sources.env, &["ALLY_ENVIRONMENT", "ENVIRONMENT"]) {
             Some(value) => Environment::parse(&value)?,
-            None => match file_table.get("environment").and_then(|value| value.as_str()) {
+            None => match file_table
+                .get("environment")
+                .and_then(|value| value.as_str())
+            {
                 Some(value) => Environment::parse(value)?,
                 None => Environment::Development,
             },
@@ -285,7 +288,7 @@ impl Settings {
         })
     }
 
-    /// Whether `serve` applies pending migrations, with the environment's default.
+    /// Returns whether `serve` applies pending migrations, with the environment's default.
     pub fn migrate_on_start(&self) -> bool {
         self.database
             .migrate_on_start
@@ -302,7 +305,7 @@ impl Settings {
     }
 }
 
-/// Where [`Settings::load_from`] reads from.
+/// Locations that [`Settings::load_from`] reads.
 pub struct Sources<'a> {
     /// Folder holding `ally.toml` and `.env.<ENVIRONMENT>`.
     pub dir: &'a Path,
@@ -318,10 +321,12 @@ fn lookup(env: &HashMap<String, String>, names: &[&str]) -> Option<String> {
 
 fn read_toml(path: &Path, required: bool) -> Result<toml::Table, ConfigError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text.parse::<toml::Table>().map_err(|error| ConfigError::Invalid {
-            key: path.display().to_string(),
-            message: error.message().to_string(),
-        }),
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .map_err(|error| ConfigError::Invalid {
+                key: path.display().to_string(),
+                message: error.message().to_string(),
+            }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => {
             Ok(toml::Table::new())
         }
@@ -379,8 +384,8 @@ impl ConfigError {
 
 impl From<config::ConfigError> for ConfigError {
     fn from(error: config::ConfigError) -> Self {
-        // config-rs names the key and the expected type; it echoes a value only for type
-        // mismatches, and the only secret settings are strings, which never mismatch.
+        // config-rs names the key and the expected type. It echoes a value only for a type
+        // mismatch, and the secret settings are strings, which accept any value.
         ConfigError::Invalid {
             key: "settings".into(),
             message: error.to_string(),

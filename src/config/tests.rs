@@ -41,7 +41,9 @@ impl Fixture {
 }
 
 fn mysql_url(ssl_mode: &str) -> String {
-    format!("Server=db.example.com;User ID=ally;Password='{PASSWORD}';Database=ally;SslMode={ssl_mode}")
+    format!(
+        "Server=db.example.com;User ID=ally;Password='{PASSWORD}';Database=ally;SslMode={ssl_mode}"
+    )
 }
 
 #[test]
@@ -49,10 +51,19 @@ fn defaults_for_development() {
     let settings = Fixture::new().load().expect("defaults load");
 
     assert_eq!(settings.environment, Environment::Development);
-    assert_eq!(settings.listen_addr(), "127.0.0.1:50051".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        settings.listen_addr(),
+        "127.0.0.1:50051".parse::<SocketAddr>().unwrap()
+    );
     assert!(settings.migrate_on_start());
-    assert_eq!(settings.database.url.expose_secret(), "sqlite://data/ally.db");
-    assert_eq!(settings.database.max_lifetime, Some(Duration::from_secs(3600)));
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "sqlite://data/ally.db"
+    );
+    assert_eq!(
+        settings.database.max_lifetime,
+        Some(Duration::from_secs(3600))
+    );
 }
 
 #[test]
@@ -62,7 +73,10 @@ fn production_defaults() {
         .load()
         .expect("production loads");
 
-    assert_eq!(settings.listen_addr(), "0.0.0.0:50051".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        settings.listen_addr(),
+        "0.0.0.0:50051".parse::<SocketAddr>().unwrap()
+    );
     assert!(!settings.migrate_on_start());
 }
 
@@ -81,9 +95,20 @@ fn layers_override_in_order() {
 
     let settings = fixture.load().expect("layers load");
 
-    assert_eq!(settings.database.max_connections, 3, "ally.toml over defaults");
-    assert_eq!(settings.database.connect_timeout, Duration::from_secs(4), ".env over ally.toml");
-    assert_eq!(settings.database.idle_timeout, Some(Duration::from_secs(300)), "env over .env");
+    assert_eq!(
+        settings.database.max_connections, 3,
+        "ally.toml over defaults"
+    );
+    assert_eq!(
+        settings.database.connect_timeout,
+        Duration::from_secs(4),
+        ".env over ally.toml"
+    );
+    assert_eq!(
+        settings.database.idle_timeout,
+        Some(Duration::from_secs(300)),
+        "env over .env"
+    );
 }
 
 #[test]
@@ -118,7 +143,10 @@ fn database_url_variable() {
         .load()
         .expect("loads");
 
-    assert_eq!(settings.database.url.expose_secret(), "sqlite:///var/lib/ally/ally.db");
+    assert_eq!(
+        settings.database.url.expose_secret(),
+        "sqlite:///var/lib/ally/ally.db"
+    );
 }
 
 #[test]
@@ -173,7 +201,9 @@ fn production_accepts_required() {
 
 #[test]
 fn development_accepts_weak_ssl_mode() {
-    let settings = Fixture::new().var("DATABASE_URL", &mysql_url("None")).load();
+    let settings = Fixture::new()
+        .var("DATABASE_URL", &mysql_url("None"))
+        .load();
 
     assert!(settings.is_ok(), "{:?}", settings.err());
 }
@@ -222,7 +252,10 @@ fn min_idle_above_max_rejected() {
 #[test]
 fn bad_database_url_hides_password() {
     let error = Fixture::new()
-        .var("DATABASE_URL", &format!("Server=db;Colour=blue;Pwd={PASSWORD};Database=x"))
+        .var(
+            "DATABASE_URL",
+            &format!("Server=db;Colour=blue;Pwd={PASSWORD};Database=x"),
+        )
         .load()
         .expect_err("an unknown key must be rejected");
 
@@ -264,11 +297,28 @@ fn debug_hides_secrets() {
 #[test]
 fn env_file_parse_error_hides_line() {
     let error = Fixture::new()
-        .file(".env.development", "DATABASE_URL=ok\nnot a valid line with Pa55 'unterminated\n")
+        .file(
+            ".env.development",
+            "DATABASE_URL=ok\nnot a valid line with Pa55 'unterminated\n",
+        )
         .load()
         .expect_err("a malformed .env file must be rejected");
 
     let text = error.to_string();
     assert!(text.contains(".env.development"), "{text}");
     assert!(!text.contains("Pa55"), "{text}");
+}
+
+#[test]
+fn example_settings_file_loads() {
+    let env = HashMap::from([("DATABASE_URL".to_string(), mysql_url("VerifyFull"))]);
+    let settings = Settings::load_from(&Sources {
+        dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        config_file: Some(std::path::Path::new("deploy/ally.example.toml")),
+        env: &env,
+    })
+    .expect("the example settings file loads");
+
+    assert_eq!(settings.environment, Environment::Production);
+    assert_eq!(settings.database.max_connections, 20);
 }

@@ -23,7 +23,7 @@ pub enum DbConnection {
     Sqlite(SqliteAsyncConnection),
 }
 
-/// Which database a [`DbConnection`] talks to.
+/// The database product a [`DbConnection`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Mysql,
@@ -57,7 +57,11 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(target: DatabaseUrl, connect_timeout: Duration, sqlite_busy_timeout: Duration) -> Self {
+    pub fn new(
+        target: DatabaseUrl,
+        connect_timeout: Duration,
+        sqlite_busy_timeout: Duration,
+    ) -> Self {
         Connector {
             target: Arc::new(target),
             connect_timeout,

@@ -3,8 +3,8 @@
 use diesel::migration::{Migration, MigrationSource};
 use diesel::mysql::Mysql;
 use diesel::sqlite::Sqlite;
-use diesel_async::RunQueryDsl;
 use diesel_async::AsyncMigrationHarness;
+use diesel_async::RunQueryDsl;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::{Backend, Database, DbConnection, DbError};
@@ -42,6 +42,13 @@ pub struct SchemaStatus {
     /// Versions applied to the database that this binary does not know, which means the
     /// database was migrated by a newer release.
     pub unknown: Vec<String>,
+}
+
+impl std::fmt::Display for MigrationState {
+    /// Writes the migration's folder name, e.g. `20261204000001_create_tenants`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.version, self.name)
+    }
 }
 
 impl SchemaStatus {
@@ -105,7 +112,11 @@ pub async fn status(conn: &mut DbConnection) -> Result<SchemaStatus, diesel::res
              WHERE type = 'table' AND name = '__diesel_schema_migrations'"
         }
     };
-    let exists = diesel::sql_query(exists_sql).get_result::<Count>(conn).await?.count > 0;
+    let exists = diesel::sql_query(exists_sql)
+        .get_result::<Count>(conn)
+        .await?
+        .count
+        > 0;
     let applied: Vec<String> = if exists {
         diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
             .load::<AppliedVersion>(conn)
@@ -137,7 +148,7 @@ pub async fn status(conn: &mut DbConnection) -> Result<SchemaStatus, diesel::res
     })
 }
 
-/// Which migration command to run.
+/// A migration command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Apply every pending migration.
@@ -150,15 +161,18 @@ pub enum Command {
     Redo,
 }
 
-/// Runs `command` on a dedicated connection and returns the names of the migrations it ran or
-/// reverted, in order. Needs a multi-threaded runtime: diesel's harness blocks in place.
+/// Runs `command` on a dedicated connection and returns the versions of the migrations it ran
+/// or reverted, in order. Needs a multi-threaded runtime: diesel's harness blocks in place.
 pub async fn execute(database: &Database, command: Command) -> Result<Vec<String>, MigrationError> {
-    let conn = database.connector().connect().await.map_err(DbError::from)?;
-    let done = match conn {
+    let conn = database
+        .connector()
+        .connect()
+        .await
+        .map_err(DbError::from)?;
+    match conn {
         DbConnection::Mysql(conn) => run_on::<_, Mysql>(conn, || MYSQL, command),
         DbConnection::Sqlite(conn) => run_on::<_, Sqlite>(conn, || SQLITE, command),
-    };
-    done
+    }
 }
 
 fn run_on<C, DB>(

@@ -2,9 +2,9 @@
 //!
 //! Repository code takes a [`DbConnection`] from [`Database::read`] or [`Database::write`] and
 //! runs diesel queries on it. On MySQL both return connections from the same pool. On SQLite,
-//! writes go through a pool of one connection, because SQLite allows one writer at a time and a
-//! deferred transaction that later upgrades to a write lock fails at once with "database is
-//! locked" instead of waiting for the busy timeout.
+//! writes go through a pool of one connection, because SQLite allows one writer at a time. A
+//! deferred transaction that later upgrades to a write lock would fail at once with "database
+//! is locked" instead of waiting for the busy timeout.
 
 pub mod connection;
 pub mod migrations;
@@ -30,9 +30,10 @@ use crate::config::database_url::{DatabaseUrl, SqlitePath};
 /// A bb8 pool of [`DbConnection`]s.
 pub type Pool = bb8::Pool<AsyncDieselConnectionManager<DbConnection>>;
 /// A connection checked out of a [`Pool`]; it returns to the pool when dropped.
-pub type PooledConnection<'a> = bb8::PooledConnection<'a, AsyncDieselConnectionManager<DbConnection>>;
+pub type PooledConnection<'a> =
+    bb8::PooledConnection<'a, AsyncDieselConnectionManager<DbConnection>>;
 
-/// Why a connection could not be opened. No variant carries the password.
+/// A failure to open a connection. No variant carries the password.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("connecting to MySQL failed: {0}")]
@@ -183,14 +184,22 @@ impl Database {
         &self.inner.connector
     }
 
-    /// A pooled connection for reads.
+    /// Checks out a pooled connection for reads.
     pub async fn read(&self) -> Result<PooledConnection<'_>, DbError> {
-        self.inner.pool.get().await.map_err(|error| self.pool_error(error))
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|error| self.pool_error(error))
     }
 
-    /// A pooled connection for transactions that write.
+    /// Checks out a pooled connection for transactions that write.
     pub async fn write(&self) -> Result<PooledConnection<'_>, DbError> {
-        self.inner.writer.get().await.map_err(|error| self.pool_error(error))
+        self.inner
+            .writer
+            .get()
+            .await
+            .map_err(|error| self.pool_error(error))
     }
 
     /// Counts of open and idle connections in the read pool.
@@ -207,7 +216,10 @@ impl Database {
         Ok(())
     }
 
-    fn pool_error(&self, error: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> DbError {
+    fn pool_error(
+        &self,
+        error: bb8::RunError<diesel_async::pooled_connection::PoolError>,
+    ) -> DbError {
         match DbError::from(error) {
             DbError::PoolTimedOut(_) => DbError::PoolTimedOut(self.inner.connect_timeout),
             other => other,
@@ -244,10 +256,8 @@ async fn build_pool(connector: &Connector, options: &PoolOptions) -> Result<Pool
         }
         .boxed()
     }));
-    let manager = AsyncDieselConnectionManager::new_with_config(
-        connector.target().redacted(),
-        config,
-    );
+    let manager =
+        AsyncDieselConnectionManager::new_with_config(connector.target().redacted(), config);
 
     bb8::Pool::builder()
         .max_size(options.max_connections)
@@ -256,23 +266,50 @@ async fn build_pool(connector: &Connector, options: &PoolOptions) -> Result<Pool
         .max_lifetime(options.max_lifetime)
         .idle_timeout(options.idle_timeout)
         .test_on_check_out(true)
-        .error_sink(Box::new(LogErrorSink))
+        .error_sink(Box::new(LogErrorSink::default()))
         .build(manager)
         .await
         .map_err(|error| DbError::Pool(error.to_string()))
 }
 
 /// Logs connection failures inside the pool, which bb8 would otherwise swallow and report to
-/// the caller only as a timeout.
-#[derive(Clone, Copy, Debug)]
-struct LogErrorSink;
+/// the caller only as a timeout. While the database stays down the pool retries constantly, so
+/// repeats within [`LogErrorSink::QUIET_PERIOD`] are counted and reported with the next line.
+#[derive(Clone, Debug, Default)]
+struct LogErrorSink {
+    state: Arc<std::sync::Mutex<SinkState>>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogErrorSink {
+    const QUIET_PERIOD: Duration = Duration::from_secs(10);
+}
 
 impl bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for LogErrorSink {
     fn sink(&self, error: diesel_async::pooled_connection::PoolError) {
-        warn!(error = %error, "opening a pooled database connection failed");
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if state
+            .last_logged
+            .is_some_and(|last| now.duration_since(last) < Self::QUIET_PERIOD)
+        {
+            state.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut state.suppressed);
+        state.last_logged = Some(now);
+        drop(state);
+        warn!(error = %error, repeats_suppressed = suppressed, "opening a pooled database connection failed");
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<diesel_async::pooled_connection::PoolError>> {
-        Box::new(*self)
+        Box::new(self.clone())
     }
 }

@@ -1,4 +1,4 @@
-//! Opening MySQL and MariaDB connections, with TLS as the connection string's SslMode says.
+//! Opening MySQL and MariaDB connections, with TLS as the connection string's SslMode sets it.
 
 use std::time::Duration;
 
@@ -56,7 +56,12 @@ async fn open(
         .ip_or_hostname(target.host.clone())
         .tcp_port(target.port)
         .user(Some(target.user.clone()))
-        .pass(target.password.as_ref().map(|p| p.expose_secret().to_string()))
+        .pass(
+            target
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
+        )
         .db_name(Some(target.database.clone()))
         // Without this a `localhost` host moves to the unix socket and silently drops TLS.
         .prefer_socket(false)
@@ -65,12 +70,14 @@ async fn open(
     match tokio::time::timeout(timeout, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(mysql_async::Error::Server(error)))
-            if SECURE_TRANSPORT_REQUIRED.contains(&error.code) && target.ssl_mode == SslMode::None =>
+            if SECURE_TRANSPORT_REQUIRED.contains(&error.code)
+                && target.ssl_mode == SslMode::None =>
         {
             Err(ConnectError::TlsRequiredByServer(error.message))
         }
-        // MariaDB answers a plain connection to a server with require_secure_transport=ON with
-        // a plain "access denied", so say that TLS may be the cause when the server offers it.
+        // MariaDB rejects a plain connection to a server with require_secure_transport=ON with
+        // a generic "access denied", so the error names TLS as a likely cause when the server
+        // offers it.
         Ok(Err(mysql_async::Error::Server(error)))
             if error.code == ACCESS_DENIED
                 && target.ssl_mode == SslMode::None

@@ -10,9 +10,9 @@ use super::ConnectError;
 use super::connection::SqliteAsyncConnection;
 use crate::config::database_url::SqlitePath;
 
-/// Opens the database file (creating it and its folder on first use) and sets the pragmas every
-/// connection needs: WAL so readers never block the writer, foreign keys on (SQLite leaves them
-/// off by default), and a busy timeout so a writer waits for a lock instead of failing at once.
+/// Opens the database file, creating it and its folder on first use, and sets the pragmas every
+/// connection needs. WAL lets readers run while a writer writes. Foreign keys are off in SQLite
+/// by default. The busy timeout makes a writer wait for a lock instead of failing at once.
 pub(super) async fn connect(
     path: &SqlitePath,
     busy_timeout: Duration,

@@ -12,10 +12,10 @@
 //! VerifyFull check against the built-in roots.
 //!
 //! mysql_async verifies the host name whenever it verifies the chain, and its switch to skip
-//! the name check does not work with the rustls version it uses. So for chain-only modes Ally
-//! first opens a short probe connection that performs the MySQL TLS upgrade and verifies the
-//! server's chain with the name check disabled; when the chain is valid but the name differs,
-//! the real connection verifies the chain again against a name the certificate does present.
+//! the name check does not work with the rustls version it uses (0.23). So for chain-only modes
+//! Ally first opens a short probe connection that performs the MySQL TLS upgrade and verifies
+//! the server's chain without the name check. When the chain is valid but the name differs, the
+//! real connection verifies the chain again under a name that the certificate does present.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -79,7 +79,10 @@ pub(super) async fn ssl_opts(
 
 fn check_readable(path: &Path, key: &str) -> Result<(), ConnectError> {
     std::fs::metadata(path).map(|_| ()).map_err(|error| {
-        ConnectError::TlsConfig(format!("{key} file {} cannot be read: {error}", path.display()))
+        ConnectError::TlsConfig(format!(
+            "{key} file {} cannot be read: {error}",
+            path.display()
+        ))
     })
 }
 
@@ -155,8 +158,12 @@ fn subject_alt_names(certificate: &CertificateDer<'_>) -> Vec<String> {
         .filter_map(|name| match name {
             GeneralName::DNSName(dns) => Some(dns.to_string()),
             GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*bytes).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
                 _ => None,
             },
             _ => None,
@@ -175,7 +182,8 @@ fn usable_name(names: &[String]) -> Option<String> {
     }
 }
 
-/// Whether the server's greeting offers TLS. False when the server cannot be reached.
+/// Returns whether the server's greeting offers TLS, and false when the server cannot be
+/// reached.
 pub(super) async fn server_offers_tls(target: &MysqlTarget, timeout: Duration) -> bool {
     const CLIENT_SSL: u32 = 0x800;
     let read = async {
@@ -199,8 +207,8 @@ async fn read_packet(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((header[3], payload))
 }
 
-/// Reads the server's greeting and answers with the protocol's SSLRequest packet, after which
-/// the server expects a TLS ClientHello.
+/// Reads the server's greeting and sends the protocol's SSLRequest packet, after which the
+/// server expects a TLS ClientHello.
 async fn request_tls_upgrade(stream: &mut TcpStream) -> std::io::Result<()> {
     const CLIENT_LONG_PASSWORD: u32 = 0x1;
     const CLIENT_PROTOCOL_41: u32 = 0x200;
@@ -233,7 +241,9 @@ fn greeting_capabilities(greeting: &[u8]) -> std::io::Result<u32> {
         Some(0xff) => {
             // An error packet: code (2 bytes), optional '#' and SQL state (6 bytes), message.
             let message = greeting.get(3..).unwrap_or_default();
-            let message = message.strip_prefix(b"#").map_or(message, |m| m.get(5..).unwrap_or_default());
+            let message = message
+                .strip_prefix(b"#")
+                .map_or(message, |m| m.get(5..).unwrap_or_default());
             return Err(std::io::Error::other(format!(
                 "the server refused the connection: {}",
                 String::from_utf8_lossy(message)
@@ -241,7 +251,11 @@ fn greeting_capabilities(greeting: &[u8]) -> std::io::Result<u32> {
         }
         _ => return Err(invalid()),
     }
-    let version_end = greeting[1..].iter().position(|&b| b == 0).ok_or_else(invalid)? + 1;
+    let version_end = greeting[1..]
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(invalid)?
+        + 1;
     // After the version: connection id (4), auth data (8), filler (1), capabilities (2).
     let offset = version_end + 1 + 4 + 8 + 1;
     let bytes = greeting.get(offset..offset + 2).ok_or_else(invalid)?;
@@ -328,9 +342,13 @@ impl ServerCertVerifier for ChainVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
         // webpki checks the chain before the name, so a name error means the chain is valid.
         match result {
             Ok(verified) => {

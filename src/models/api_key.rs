@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::api_keys;
 
 /// A row of `api_keys`. `key_hash` is the hash of the secret, never the secret.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = api_keys)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct ApiKey {

@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::chat_sessions;
 
 /// A row of `chat_sessions`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = chat_sessions)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct ChatSession {

@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::client_configurations;
 
 /// A row of `client_configurations`: one imported legacy document.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = client_configurations)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct ClientConfiguration {

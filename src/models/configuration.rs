@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::configurations;
 
 /// A row of `configurations`: one version of one configuration type.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = configurations)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct Configuration {

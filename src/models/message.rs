@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::messages;
 
 /// A row of `messages`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = messages)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct Message {

@@ -23,12 +23,12 @@ pub use self::user::User;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 
-/// The current UTC time at the precision both backends store: microseconds.
+/// Returns the current UTC time at the precision both backends store: microseconds.
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
 
-/// A new UUIDv7 id as text. UUIDv7 sorts by creation time, so new rows land at the end of
+/// Generates a UUIDv7 id as text. UUIDv7 sorts by creation time, so new rows land at the end of
 /// their index.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::tenants;
 
 /// A row of `tenants`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = tenants)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct Tenant {

@@ -1,4 +1,4 @@
-//! Keeps `grpc.health.v1.Health` truthful: SERVING only while the database answers and the
+//! Keeps `grpc.health.v1.Health` accurate: SERVING only while the database responds and the
 //! schema has every migration this binary carries.
 
 use std::time::Duration;
@@ -72,10 +72,7 @@ impl Monitor {
                 .map_err(|e| format!("reading the schema version failed: {e}"))?;
             match status.pending().next() {
                 None => Ok(()),
-                Some(missing) => Err(format!(
-                    "migration {}_{} is not applied",
-                    missing.version, missing.name
-                )),
+                Some(missing) => Err(format!("migration {missing} is not applied")),
             }
         };
         tokio::time::timeout(timeout, check)

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::db::migrations::{self, Command, MigrationError};
 use crate::db::{Database, DbError, PoolOptions};
 
-/// Why the server could not start or stopped with an error.
+/// A failure to start the server, or an error that stopped it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -50,7 +50,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The address the server listens on, with the real port when port 0 was configured.
+    /// Returns the address the server listens on, with the real port when port 0 was configured.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -171,18 +171,23 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
 /// Applies pending migrations, or refuses to serve when some are pending and applying them at
 /// start is off.
 async fn prepare_schema(database: &Database, migrate: bool) -> Result<(), ServeError> {
-    if migrate {
-        for version in migrations::execute(database, Command::Run).await? {
-            info!(migration = %version, "applied migration");
-        }
-    }
-    let status = {
+    let read_status = async {
         let mut conn = database.read().await?;
-        migrations::status(&mut conn).await.map_err(DbError::from)?
+        migrations::status(&mut conn).await.map_err(DbError::from)
     };
+    let mut status = read_status.await?;
+    if migrate && !status.is_current() {
+        let pending: Vec<String> = status.pending().map(|m| m.to_string()).collect();
+        migrations::execute(database, Command::Run).await?;
+        for migration in pending {
+            info!(migration = %migration, "applied migration");
+        }
+        let mut conn = database.read().await?;
+        status = migrations::status(&mut conn).await.map_err(DbError::from)?;
+    }
     if let Some(missing) = status.pending().next() {
         return Err(ServeError::SchemaOutdated {
-            missing: format!("{}_{}", missing.version, missing.name),
+            missing: missing.to_string(),
         });
     }
     if !status.unknown.is_empty() {

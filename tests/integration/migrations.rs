@@ -10,7 +10,12 @@ use ally::server::ServeError;
 use crate::backend_tests;
 use crate::common::{TestBackend, TestDatabase, test_settings};
 
-backend_tests!(run_revert_run, redo_last, migrate_cli, serve_refuses_outdated_schema);
+backend_tests!(
+    run_revert_run,
+    redo_last,
+    migrate_cli,
+    serve_refuses_outdated_schema
+);
 
 const MIGRATION_COUNT: usize = 8;
 
@@ -27,7 +32,11 @@ async fn open(database: &TestDatabase) -> Database {
 async fn applied_count(database: &Database) -> usize {
     let mut conn = database.read().await.expect("connection");
     let status = migrations::status(&mut conn).await.expect("status");
-    assert!(status.unknown.is_empty(), "unknown versions: {:?}", status.unknown);
+    assert!(
+        status.unknown.is_empty(),
+        "unknown versions: {:?}",
+        status.unknown
+    );
     status.migrations.iter().filter(|m| m.applied).count()
 }
 
@@ -36,15 +45,21 @@ async fn run_revert_run(backend: TestBackend) {
     let database = open(&test_db).await;
     assert_eq!(applied_count(&database).await, 0);
 
-    let applied = migrations::execute(&database, Migrate::Run).await.expect("run");
+    let applied = migrations::execute(&database, Migrate::Run)
+        .await
+        .expect("run");
     assert_eq!(applied.len(), MIGRATION_COUNT);
     assert_eq!(applied_count(&database).await, MIGRATION_COUNT);
 
-    let reverted = migrations::execute(&database, Migrate::RevertAll).await.expect("revert all");
+    let reverted = migrations::execute(&database, Migrate::RevertAll)
+        .await
+        .expect("revert all");
     assert_eq!(reverted.len(), MIGRATION_COUNT);
     assert_eq!(applied_count(&database).await, 0);
 
-    let again = migrations::execute(&database, Migrate::Run).await.expect("run again");
+    let again = migrations::execute(&database, Migrate::Run)
+        .await
+        .expect("run again");
     assert_eq!(again, applied);
     assert_eq!(applied_count(&database).await, MIGRATION_COUNT);
 }
@@ -52,13 +67,22 @@ async fn run_revert_run(backend: TestBackend) {
 async fn redo_last(backend: TestBackend) {
     let test_db = TestDatabase::create(backend).await;
     let database = open(&test_db).await;
-    let applied = migrations::execute(&database, Migrate::Run).await.expect("run");
+    let applied = migrations::execute(&database, Migrate::Run)
+        .await
+        .expect("run");
 
-    let redone = migrations::execute(&database, Migrate::Redo).await.expect("redo");
-    assert_eq!(redone, vec![applied.last().cloned().expect("one migration")]);
+    let redone = migrations::execute(&database, Migrate::Redo)
+        .await
+        .expect("redo");
+    assert_eq!(
+        redone,
+        vec![applied.last().cloned().expect("one migration")]
+    );
     assert_eq!(applied_count(&database).await, MIGRATION_COUNT);
 
-    let reverted = migrations::execute(&database, Migrate::Revert).await.expect("revert");
+    let reverted = migrations::execute(&database, Migrate::Revert)
+        .await
+        .expect("revert");
     assert_eq!(reverted.len(), 1);
     assert_eq!(applied_count(&database).await, MIGRATION_COUNT - 1);
 }
@@ -87,11 +111,19 @@ async fn migrate_cli(backend: TestBackend) {
 
     let (ok, status) = run_cli(&["migrate", "status"]);
     assert!(ok, "{status}");
-    assert_eq!(status.matches("pending").count(), MIGRATION_COUNT, "{status}");
+    assert_eq!(
+        status.matches("pending").count(),
+        MIGRATION_COUNT,
+        "{status}"
+    );
 
     let (ok, output) = run_cli(&["migrate", "run"]);
     assert!(ok, "{output}");
-    assert_eq!(output.matches("applied").count(), MIGRATION_COUNT, "{output}");
+    assert_eq!(
+        output.matches("applied").count(),
+        MIGRATION_COUNT,
+        "{output}"
+    );
 
     let (ok, output) = run_cli(&["migrate", "redo"]);
     assert!(ok, "{output}");
@@ -122,6 +154,9 @@ async fn serve_refuses_outdated_schema(backend: TestBackend) {
         Err(error) => error,
     };
 
-    assert!(matches!(error, ServeError::SchemaOutdated { .. }), "{error}");
+    assert!(
+        matches!(error, ServeError::SchemaOutdated { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("create_tenants"), "{error}");
 }

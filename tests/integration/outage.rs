@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::common::private_mariadb::{PASSWORD, PrivateMariadb};
 use crate::common::{connect, init_logging, test_settings, wait_until};
@@ -62,7 +62,10 @@ async fn stopped_mariadb_not_serving() {
         async move { status(&mut health).await == Some(ServingStatus::Serving) }
     })
     .await;
-    assert!(up, "health did not return to SERVING after the database came back");
+    assert!(
+        up,
+        "health did not return to SERVING after the database came back"
+    );
 
     server.shutdown().await.expect("clean shutdown");
     drop(mariadb);

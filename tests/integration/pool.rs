@@ -39,12 +39,20 @@ async fn killed_connection_replaced() {
             .id
     };
 
-    let mut admin = mysql_async::Conn::from_url(mariadb_admin_url()).await.expect("admin");
-    admin.query_drop(format!("KILL CONNECTION {first}")).await.expect("kill");
+    let mut admin = mysql_async::Conn::from_url(mariadb_admin_url())
+        .await
+        .expect("admin");
+    admin
+        .query_drop(format!("KILL CONNECTION {first}"))
+        .await
+        .expect("kill");
     admin.disconnect().await.ok();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    database.ping().await.expect("the pool hands out a working connection");
+    database
+        .ping()
+        .await
+        .expect("the pool hands out a working connection");
     let mut conn = database.read().await.expect("connection");
     let second = diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id")
         .get_result::<Id>(&mut *conn)
@@ -62,11 +70,13 @@ struct Pragma {
 
 async fn pragma(database: &Database, name: &str, column: &str) -> String {
     let mut conn = database.read().await.expect("connection");
-    diesel::sql_query(format!("SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"))
-        .get_result::<Pragma>(&mut *conn)
-        .await
-        .unwrap_or_else(|e| panic!("read pragma {name}: {e}"))
-        .value
+    diesel::sql_query(format!(
+        "SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"
+    ))
+    .get_result::<Pragma>(&mut *conn)
+    .await
+    .unwrap_or_else(|e| panic!("read pragma {name}: {e}"))
+    .value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +84,10 @@ async fn sqlite_pragmas_set() {
     let test_db = TestDatabase::create(TestBackend::Sqlite).await;
     let database = open(&test_db, 2).await;
 
-    assert_eq!(pragma(&database, "journal_mode", "journal_mode").await, "wal");
+    assert_eq!(
+        pragma(&database, "journal_mode", "journal_mode").await,
+        "wal"
+    );
     assert_eq!(pragma(&database, "foreign_keys", "foreign_keys").await, "1");
     assert_eq!(pragma(&database, "busy_timeout", "timeout").await, "5000");
 }

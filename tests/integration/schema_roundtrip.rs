@@ -6,8 +6,8 @@ use ally::models::{
     ApiKey, AuditLog, ChatSession, ClientConfiguration, Configuration, Message, Tenant, User,
 };
 use ally::schema::{
-    api_keys, audit_logs, chat_sessions, client_configurations, configurations, messages,
-    tenants, users,
+    api_keys, audit_logs, chat_sessions, client_configurations, configurations, messages, tenants,
+    users,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
@@ -16,7 +16,11 @@ use diesel_async::RunQueryDsl;
 use crate::backend_tests;
 use crate::common::{TestBackend, TestDatabase, test_settings};
 
-backend_tests!(every_column_round_trips, four_byte_text_round_trips, updated_at_maintained);
+backend_tests!(
+    every_column_round_trips,
+    four_byte_text_round_trips,
+    updated_at_maintained
+);
 
 /// Text with characters outside the Basic Multilingual Plane, which need 4 bytes in UTF-8.
 const FOUR_BYTE: &str = "emoji 😀🎉🧑‍💻, math 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝒳, CJK ext-B 𠀀𠜎, flag 🇳🇴";
@@ -228,8 +232,16 @@ fn sparse_rows(tenant_id: &str) -> Rows {
 }
 
 async fn insert_all(conn: &mut DbConnection, rows: &Rows) {
-    diesel::insert_into(tenants::table).values(&rows.tenant).execute(conn).await.expect("tenant");
-    diesel::insert_into(users::table).values(&rows.user).execute(conn).await.expect("user");
+    diesel::insert_into(tenants::table)
+        .values(&rows.tenant)
+        .execute(conn)
+        .await
+        .expect("tenant");
+    diesel::insert_into(users::table)
+        .values(&rows.user)
+        .execute(conn)
+        .await
+        .expect("user");
     diesel::insert_into(configurations::table)
         .values(&rows.configuration)
         .execute(conn)
@@ -240,9 +252,21 @@ async fn insert_all(conn: &mut DbConnection, rows: &Rows) {
         .execute(conn)
         .await
         .expect("chat session");
-    diesel::insert_into(messages::table).values(&rows.message).execute(conn).await.expect("message");
-    diesel::insert_into(api_keys::table).values(&rows.api_key).execute(conn).await.expect("api key");
-    diesel::insert_into(audit_logs::table).values(&rows.audit).execute(conn).await.expect("audit");
+    diesel::insert_into(messages::table)
+        .values(&rows.message)
+        .execute(conn)
+        .await
+        .expect("message");
+    diesel::insert_into(api_keys::table)
+        .values(&rows.api_key)
+        .execute(conn)
+        .await
+        .expect("api key");
+    diesel::insert_into(audit_logs::table)
+        .values(&rows.audit)
+        .execute(conn)
+        .await
+        .expect("audit");
     diesel::insert_into(client_configurations::table)
         .values(&rows.client_configuration)
         .execute(conn)
@@ -354,7 +378,10 @@ async fn four_byte_text_round_trips(backend: TestBackend) {
         .get_result(&mut conn)
         .await
         .expect("filter by 4-byte text");
-    assert_eq!(found, 1, "a query parameter with 4-byte characters must match");
+    assert_eq!(
+        found, 1,
+        "a query parameter with 4-byte characters must match"
+    );
 }
 
 async fn updated_at_maintained(backend: TestBackend) {

@@ -5,13 +5,13 @@ use std::time::Duration;
 use ally::db::migrations::{self, Command};
 use ally::proto;
 use tokio_stream::StreamExt;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha;
 
 use crate::backend_tests;
@@ -53,13 +53,20 @@ async fn reflection_lists_services(backend: TestBackend) {
         .await
         .expect("reflection stream")
         .into_inner();
-    let response = responses.next().await.expect("one response").expect("no error");
+    let response = responses
+        .next()
+        .await
+        .expect("one response")
+        .expect("no error");
 
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection response: {response:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
     assert!(
         names.contains(&"grpc.reflection.v1.ServerReflection".to_string()),
         "{names:?}"
@@ -87,7 +94,11 @@ async fn reflection_v1alpha_answers(backend: TestBackend) {
         .await
         .expect("reflection stream")
         .into_inner();
-    let response = responses.next().await.expect("one response").expect("no error");
+    let response = responses
+        .next()
+        .await
+        .expect("one response")
+        .expect("no error");
 
     let Some(AlphaResponse::FileDescriptorResponse(files)) = response.message_response else {
         panic!("unexpected reflection response: {response:?}");
@@ -109,18 +120,25 @@ async fn health_follows_schema(backend: TestBackend) {
     let health = HealthClient::new(test.channel.clone());
     let database = test.server.database().clone();
 
-    migrations::execute(&database, Command::Revert).await.expect("revert one migration");
+    migrations::execute(&database, Command::Revert)
+        .await
+        .expect("revert one migration");
     let down = wait_until(Duration::from_secs(10), || async {
         status(&health).await == ServingStatus::NotServing
     })
     .await;
     assert!(down, "health stayed SERVING with a migration missing");
 
-    migrations::execute(&database, Command::Run).await.expect("apply it again");
+    migrations::execute(&database, Command::Run)
+        .await
+        .expect("apply it again");
     let up = wait_until(Duration::from_secs(10), || async {
         status(&health).await == ServingStatus::Serving
     })
     .await;
-    assert!(up, "health did not return to SERVING after the migration was applied");
+    assert!(
+        up,
+        "health did not return to SERVING after the migration was applied"
+    );
     test.stop().await;
 }

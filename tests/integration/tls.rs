@@ -65,27 +65,69 @@ async fn tls_modes_against_real_server() {
     let port = mariadb.port;
 
     let accepted = [
-        ("VerifyCA, right CA, name mismatch", url("127.0.0.1", port, "VerifyCA", Some(&ca))),
-        ("VerifyFull, right CA, matching name", url("localhost", port, "VerifyFull", Some(&ca))),
-        ("VerifyCA, right CA, matching name", url("localhost", port, "VerifyCA", Some(&ca))),
-        ("Required, right CA", url("127.0.0.1", port, "Required", Some(&ca))),
-        ("Required without CA", url("127.0.0.1", port, "Required", None)),
+        (
+            "VerifyCA, right CA, name mismatch",
+            url("127.0.0.1", port, "VerifyCA", Some(&ca)),
+        ),
+        (
+            "VerifyFull, right CA, matching name",
+            url("localhost", port, "VerifyFull", Some(&ca)),
+        ),
+        (
+            "VerifyCA, right CA, matching name",
+            url("localhost", port, "VerifyCA", Some(&ca)),
+        ),
+        (
+            "Required, right CA",
+            url("127.0.0.1", port, "Required", Some(&ca)),
+        ),
+        (
+            "Required without CA",
+            url("127.0.0.1", port, "Required", None),
+        ),
         ("Preferred", url("127.0.0.1", port, "Preferred", None)),
     ];
     for (case, target) in accepted {
         let mut conn = try_connect(target)
             .await
             .unwrap_or_else(|error| panic!("{case}: expected to connect, got: {error}"));
-        assert!(!cipher(&mut conn).await.is_empty(), "{case}: the connection is not encrypted");
+        assert!(
+            !cipher(&mut conn).await.is_empty(),
+            "{case}: the connection is not encrypted"
+        );
     }
 
     let rejected = [
-        ("VerifyCA, wrong CA", url("127.0.0.1", port, "VerifyCA", Some(&other_ca)), "certificate"),
-        ("VerifyFull, wrong CA", url("localhost", port, "VerifyFull", Some(&other_ca)), "certificate"),
-        ("VerifyFull, name mismatch", url("127.0.0.1", port, "VerifyFull", Some(&ca)), "not valid for name"),
-        ("Required, wrong CA", url("127.0.0.1", port, "Required", Some(&other_ca)), "certificate"),
-        ("VerifyFull, built-in roots", url("localhost", port, "VerifyFull", None), "certificate"),
-        ("None against TLS-only server", url("127.0.0.1", port, "None", None), "SslMode=None"),
+        (
+            "VerifyCA, wrong CA",
+            url("127.0.0.1", port, "VerifyCA", Some(&other_ca)),
+            "certificate",
+        ),
+        (
+            "VerifyFull, wrong CA",
+            url("localhost", port, "VerifyFull", Some(&other_ca)),
+            "certificate",
+        ),
+        (
+            "VerifyFull, name mismatch",
+            url("127.0.0.1", port, "VerifyFull", Some(&ca)),
+            "not valid for name",
+        ),
+        (
+            "Required, wrong CA",
+            url("127.0.0.1", port, "Required", Some(&other_ca)),
+            "certificate",
+        ),
+        (
+            "VerifyFull, built-in roots",
+            url("localhost", port, "VerifyFull", None),
+            "certificate",
+        ),
+        (
+            "None against TLS-only server",
+            url("127.0.0.1", port, "None", None),
+            "SslMode=None",
+        ),
     ];
     for (case, target, expected) in rejected {
         let error = match try_connect(target).await {
@@ -96,7 +138,10 @@ async fn tls_modes_against_real_server() {
             error.contains(expected),
             "{case}: error should mention `{expected}`: {error}"
         );
-        assert!(!error.contains(PASSWORD), "{case}: the error shows the password");
+        assert!(
+            !error.contains(PASSWORD),
+            "{case}: the error shows the password"
+        );
     }
 
     // Start-up reports the handshake's cause, not a pool timeout.
@@ -108,12 +153,23 @@ async fn tls_modes_against_real_server() {
         idle_timeout: None,
         sqlite_busy_timeout: Duration::from_secs(1),
     };
-    let error = match Database::connect(url("127.0.0.1", port, "VerifyCA", Some(&other_ca)), &options).await {
+    let error = match Database::connect(
+        url("127.0.0.1", port, "VerifyCA", Some(&other_ca)),
+        &options,
+    )
+    .await
+    {
         Ok(_) => panic!("a pool with the wrong CA connected"),
         Err(error) => error.to_string(),
     };
-    assert!(error.contains("UnknownIssuer"), "start-up error lacks the cause: {error}");
-    assert!(!error.contains("timed out"), "start-up error is a timeout: {error}");
+    assert!(
+        error.contains("UnknownIssuer"),
+        "start-up error lacks the cause: {error}"
+    );
+    assert!(
+        !error.contains("timed out"),
+        "start-up error is a timeout: {error}"
+    );
 
     drop(mariadb);
 }

@@ -56,7 +56,7 @@ impl TestDatabase {
                 conn.disconnect().await.ok();
                 TestDatabase {
                     url: format!("{}/{name}", admin.trim_end_matches('/')),
-                        mariadb_name: Some(name),
+                    mariadb_name: Some(name),
                     _dir: dir,
                 }
             }
@@ -82,7 +82,9 @@ impl Drop for TestDatabase {
                 .expect("runtime");
             runtime.block_on(async {
                 if let Ok(mut conn) = mysql_async::Conn::from_url(mariadb_admin_url()).await {
-                    let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                    let _ = conn
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                        .await;
                     let _ = conn.disconnect().await;
                 }
             });

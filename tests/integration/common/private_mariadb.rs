@@ -69,7 +69,10 @@ impl PrivateMariadb {
                 format!("--ssl-ca={}", tls.files.ca.display()),
                 format!("--ssl-cert={}", tls.files.server_cert.display()),
                 format!("--ssl-key={}", tls.files.server_key.display()),
-                format!("--require-secure-transport={}", if tls.require { "ON" } else { "OFF" }),
+                format!(
+                    "--require-secure-transport={}",
+                    if tls.require { "ON" } else { "OFF" }
+                ),
             ],
         };
         let mut server = PrivateMariadb {
@@ -96,11 +99,17 @@ impl PrivateMariadb {
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
-            .arg(format!("--datadir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--datadir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--pid-file={}", self.dir.path().join("mysqld.pid").display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("mysqld.pid").display()
+            ))
             .arg("--user=root")
             .arg("--skip-name-resolve")
             .arg("--innodb-buffer-pool-size=16M")

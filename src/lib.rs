@@ -4,11 +4,15 @@
 //! [`db`] owns connections, pools and migrations for SQLite and MySQL; [`config`] resolves the
 //! layered settings.
 
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod grpc;
 pub mod models;
 pub mod proto;
+pub mod repo;
 pub mod schema;
 pub mod server;
 pub mod telemetry;

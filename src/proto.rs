@@ -2,6 +2,8 @@
 
 /// The `ally.v1` package.
 pub mod ally {
+    /// Generated code; the proto comments are written for every language, not for clippy.
+    #[allow(clippy::all, clippy::pedantic)]
     pub mod v1 {
         tonic::include_proto!("ally.v1");
     }

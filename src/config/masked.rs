@@ -36,3 +36,14 @@ pub(super) fn optional_url<S: Serializer>(
         Err(_) => serializer.serialize_str(MASK),
     }
 }
+
+/// Writes a mask for a set secret.
+pub(super) fn optional_secret<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_str(MASK),
+        None => serializer.serialize_none(),
+    }
+}

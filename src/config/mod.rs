@@ -70,6 +70,50 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret that signs access tokens, at least 32 bytes. Required in production; in
+    /// development and testing a random one is generated at start, so tokens do not survive a
+    /// restart.
+    #[serde(serialize_with = "masked::optional_secret")]
+    pub jwt_secret: Option<SecretString>,
+    /// `iss` claim of issued tokens, and the only issuer accepted.
+    pub issuer: String,
+    /// `aud` claim of issued tokens, and the only audience accepted.
+    pub audience: String,
+    /// Lifetime of access tokens.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Platform domain whose subdomains name tenants, e.g. `ally.example` for
+    /// `acme.ally.example`. Unset: the `:authority` header is not used.
+    pub base_domain: Option<String>,
+    /// Failed logins in a row after which an account is locked.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            issuer: "ally".into(),
+            audience: "ally".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            base_domain: None,
+            max_failed_logins: 5,
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -132,6 +176,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             database: DatabaseSettings::default(),
             redis: RedisSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -254,6 +299,25 @@ impl Settings {
                 "database.connect_timeout",
                 "must be longer than zero",
             ));
+        }
+        match &self.auth.jwt_secret {
+            Some(secret) if secret.expose_secret().len() < crate::auth::jwt::MIN_SECRET_BYTES => {
+                return Err(ConfigError::invalid(
+                    "auth.jwt_secret",
+                    format!(
+                        "must be at least {} bytes",
+                        crate::auth::jwt::MIN_SECRET_BYTES
+                    ),
+                ));
+            }
+            None if self.environment == Environment::Production => {
+                return Err(ConfigError::invalid(
+                    "auth.jwt_secret",
+                    "is required in production; set ALLY_AUTH__JWT_SECRET to at least 32 random \
+                     bytes",
+                ));
+            }
+            _ => {}
         }
         if let DatabaseUrl::Mysql(target) = &url
             && self.environment == Environment::Production

@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use super::{ConfigError, Environment, Settings, Sources};
 
 const PASSWORD: &str = "Pa55;w=rd";
+const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef-signing";
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -70,6 +71,7 @@ fn defaults_for_development() {
 fn production_defaults() {
     let settings = Fixture::new()
         .var("ENVIRONMENT", "production")
+        .var("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
         .load()
         .expect("production loads");
 
@@ -165,6 +167,7 @@ fn production_rejects_weak_ssl_mode() {
     for mode in ["None", "Preferred"] {
         let error = Fixture::new()
             .var("ENVIRONMENT", "production")
+            .var("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
             .var("DATABASE_URL", &mysql_url(mode))
             .load()
             .expect_err("weak TLS must be rejected in production");
@@ -180,6 +183,7 @@ fn production_rejects_weak_ssl_mode() {
 fn production_allows_weak_ssl_mode_explicitly() {
     let settings = Fixture::new()
         .var("ENVIRONMENT", "production")
+        .var("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
         .var("DATABASE_URL", &mysql_url("Preferred"))
         .var("ALLY_DATABASE__ALLOW_INSECURE_TRANSPORT", "true")
         .load();
@@ -192,6 +196,7 @@ fn production_accepts_required() {
     for mode in ["Required", "VerifyCA", "VerifyFull"] {
         let settings = Fixture::new()
             .var("ENVIRONMENT", "production")
+            .var("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
             .var("DATABASE_URL", &mysql_url(mode))
             .load();
 
@@ -311,7 +316,10 @@ fn env_file_parse_error_hides_line() {
 
 #[test]
 fn example_settings_file_loads() {
-    let env = HashMap::from([("DATABASE_URL".to_string(), mysql_url("VerifyFull"))]);
+    let env = HashMap::from([
+        ("DATABASE_URL".to_string(), mysql_url("VerifyFull")),
+        ("ALLY_AUTH__JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+    ]);
     let settings = Settings::load_from(&Sources {
         dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
         config_file: Some(std::path::Path::new("deploy/ally.example.toml")),
@@ -321,4 +329,37 @@ fn example_settings_file_loads() {
 
     assert_eq!(settings.environment, Environment::Production);
     assert_eq!(settings.database.max_connections, 20);
+}
+
+#[test]
+fn production_requires_jwt_secret() {
+    let error = Fixture::new()
+        .var("ENVIRONMENT", "production")
+        .load()
+        .expect_err("production without a signing secret must be rejected");
+
+    assert!(error.to_string().contains("auth.jwt_secret"), "{error}");
+}
+
+#[test]
+fn short_jwt_secret_rejected() {
+    let error = Fixture::new()
+        .var("ALLY_AUTH__JWT_SECRET", "too-short")
+        .load()
+        .expect_err("a short signing secret must be rejected");
+
+    let text = error.to_string();
+    assert!(text.contains("auth.jwt_secret"), "{text}");
+    assert!(!text.contains("too-short"), "{text}");
+}
+
+#[test]
+fn masked_output_hides_jwt_secret() {
+    let settings = Fixture::new()
+        .var("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
+        .load()
+        .expect("loads");
+
+    assert!(!settings.to_masked_toml().contains(JWT_SECRET));
+    assert!(!format!("{settings:?}").contains(JWT_SECRET));
 }

@@ -4,7 +4,10 @@ mod health;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use secrecy::SecretString;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,9 +16,14 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
+use crate::auth::jwt::TokenKeys;
+use crate::auth::{ApiKeyUsage, Authenticator, TenantLayer, secret_token};
 use crate::config::Settings;
 use crate::db::migrations::{self, Command, MigrationError};
 use crate::db::{Database, DbError, PoolOptions};
+
+/// How often API key use counts are written to the database.
+const API_KEY_USAGE_FLUSH: Duration = Duration::from_secs(5);
 
 /// A failure to start the server, or an error that stopped it.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,8 @@ pub enum ServeError {
          run` or set database.migrate_on_start = true"
     )]
     SchemaOutdated { missing: String },
+    #[error("invalid token settings: {0}")]
+    Tokens(#[from] crate::auth::jwt::TokenError),
     #[error("binding {address} failed: {source}")]
     Bind {
         address: SocketAddr,
@@ -116,7 +126,22 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         .local_addr()
         .map_err(|source| ServeError::Bind { address, source })?;
 
+    let tokens = Arc::new(token_keys(&settings)?);
+    let usage = Arc::new(ApiKeyUsage::default());
+    let authenticator = Arc::new(Authenticator::new(
+        database.clone(),
+        tokens.clone(),
+        settings.auth.base_domain.clone(),
+        usage.clone(),
+    ));
+
     let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let usage_task = {
+        let usage = usage.clone();
+        let database = database.clone();
+        let stop = shutdown.subscribe();
+        tokio::spawn(async move { usage.run(database, API_KEY_USAGE_FLUSH, stop).await })
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let monitor = health::Monitor::new(
         database.clone(),
@@ -144,6 +169,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
 
     let router = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(TenantLayer::new(authenticator))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -156,6 +182,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         };
         let result = router.serve_with_incoming_shutdown(incoming, stop).await;
         health_task.abort();
+        if let Err(error) = usage_task.await {
+            error!(error = %error, "the API key usage task failed");
+        }
         info!("server stopped");
         result.map_err(ServeError::from)
     });
@@ -197,4 +226,26 @@ async fn prepare_schema(database: &Database, migrate: bool) -> Result<(), ServeE
         );
     }
     Ok(())
+}
+
+/// Builds the token keys from `auth.jwt_secret`, or from a random secret where the settings
+/// allow none (development and testing).
+fn token_keys(settings: &Settings) -> Result<TokenKeys, ServeError> {
+    let auth = &settings.auth;
+    let secret = match &auth.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            warn!(
+                "auth.jwt_secret is not set, so a random signing secret is used and access \
+                 tokens stop working when the server stops"
+            );
+            SecretString::from(secret_token::generate())
+        }
+    };
+    Ok(TokenKeys::new(
+        &secret,
+        &auth.issuer,
+        &auth.audience,
+        auth.access_token_ttl,
+    )?)
 }

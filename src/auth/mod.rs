@@ -1,0 +1,19 @@
+//! Who is calling and what they may do: credentials, roles, and the tenant layer that resolves
+//! both before any handler runs.
+
+pub mod api_key;
+mod authenticate;
+mod context;
+pub mod jwt;
+mod layer;
+pub mod password;
+pub mod policy;
+mod role;
+pub mod secret_token;
+mod usage;
+
+pub use self::authenticate::{Authenticator, headers};
+pub use self::context::{Principal, RequestContext};
+pub use self::layer::TenantLayer;
+pub use self::role::Role;
+pub use self::usage::ApiKeyUsage;

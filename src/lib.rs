@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod models;
+pub mod plans;
 pub mod proto;
 pub mod repo;
 pub mod schema;

@@ -269,6 +269,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Issued refresh tokens, stored as hashes and grouped in rotation families.
+    refresh_tokens (tenant_id, id) {
+        #[max_length = 36]
+        tenant_id -> Text,
+        #[max_length = 36]
+        id -> Text,
+        #[max_length = 36]
+        user_id -> Text,
+        #[max_length = 36]
+        family_id -> Text,
+        #[max_length = 128]
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        /// Set when the token was exchanged for a new one.
+        used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Single-use email verification tokens, stored as hashes.
+    email_verifications (tenant_id, id) {
+        #[max_length = 36]
+        tenant_id -> Text,
+        #[max_length = 36]
+        id -> Text,
+        #[max_length = 36]
+        user_id -> Text,
+        #[max_length = 320]
+        email -> Text,
+        #[max_length = 128]
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Idempotency keys of create calls and the resource each one created.
+    request_ids (scope, method, request_id) {
+        /// The tenant id, or `platform` for operator calls.
+        #[max_length = 36]
+        scope -> Text,
+        #[max_length = 100]
+        method -> Text,
+        #[max_length = 128]
+        request_id -> Text,
+        #[max_length = 36]
+        resource_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(configurations -> tenants (tenant_id));
 diesel::joinable!(chat_sessions -> tenants (tenant_id));
@@ -276,6 +332,8 @@ diesel::joinable!(messages -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(audit_logs -> tenants (tenant_id));
 diesel::joinable!(client_configurations -> tenants (tenant_id));
+diesel::joinable!(refresh_tokens -> tenants (tenant_id));
+diesel::joinable!(email_verifications -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -286,4 +344,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_logs,
     client_configurations,
+    refresh_tokens,
+    email_verifications,
+    request_ids,
 );

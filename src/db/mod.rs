@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod migrations;
+pub mod retry;
 mod mysql;
 mod sqlite;
 mod tls;

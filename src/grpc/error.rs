@@ -64,6 +64,8 @@ pub enum ApiError {
     #[error("service unavailable")]
     Unavailable(#[source] DbError),
     #[error("internal error")]
+    Database(#[from] diesel::result::Error),
+    #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -108,9 +110,12 @@ impl From<DbError> for ApiError {
     }
 }
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(error: diesel::result::Error) -> Self {
-        ApiError::Internal(Box::new(error))
+impl crate::db::retry::Transient for ApiError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Database(error) => error.is_transient(),
+            _ => false,
+        }
     }
 }
 
@@ -187,6 +192,10 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(cause) => {
                 error!(error = %cause, "the database is unavailable");
                 info(Code::Unavailable, message, "DATABASE_UNAVAILABLE")
+            }
+            ApiError::Database(cause) => {
+                error!(error = %cause, "database query failed");
+                info(Code::Internal, message, "INTERNAL")
             }
             ApiError::Internal(cause) => {
                 error!(error = %cause, "request failed");

@@ -1,5 +1,18 @@
 //! gRPC handlers of the `ally.v1` services and what they share.
 
+pub mod convert;
 pub mod error;
+pub mod paging;
 
 pub use self::error::ApiError;
+
+use crate::auth::RequestContext;
+
+/// Returns the context the tenant layer stored for this call.
+pub fn context<T>(request: &tonic::Request<T>) -> Result<RequestContext, ApiError> {
+    request
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the tenant layer did not run for this call"))
+}

@@ -8,7 +8,10 @@ mod audit_log;
 mod chat_session;
 mod client_configuration;
 mod configuration;
+mod email_verification;
 mod message;
+mod refresh_token;
+mod request_id;
 mod tenant;
 mod user;
 
@@ -17,7 +20,10 @@ pub use self::audit_log::AuditLog;
 pub use self::chat_session::ChatSession;
 pub use self::client_configuration::ClientConfiguration;
 pub use self::configuration::Configuration;
+pub use self::email_verification::EmailVerification;
 pub use self::message::Message;
+pub use self::refresh_token::RefreshToken;
+pub use self::request_id::RequestId;
 pub use self::tenant::Tenant;
 pub use self::user::User;
 

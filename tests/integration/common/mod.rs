@@ -14,6 +14,22 @@ use secrecy::SecretString;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
+/// Signing secret of every test server, so tests can mint their own tokens.
+pub const TEST_JWT_SECRET: &str = "test-signing-secret-of-at-least-32-bytes";
+/// Issuer and audience of test servers (the defaults).
+pub const TEST_ISSUER: &str = "ally";
+
+/// Token keys matching the test servers' settings.
+pub fn test_token_keys() -> ally::auth::jwt::TokenKeys {
+    ally::auth::jwt::TokenKeys::new(
+        &SecretString::from(TEST_JWT_SECRET),
+        TEST_ISSUER,
+        TEST_ISSUER,
+        Duration::from_secs(900),
+    )
+    .expect("valid test keys")
+}
+
 /// Server of the shared MariaDB that tests create their databases in.
 pub fn mariadb_admin_url() -> String {
     std::env::var("TEST_MARIADB_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
@@ -106,6 +122,7 @@ pub fn test_settings(url: &str, data_dir: &std::path::Path) -> Settings {
     settings.database.max_connections = 4;
     settings.database.connect_timeout = Duration::from_secs(3);
     settings.database.health_check_interval = Duration::from_millis(200);
+    settings.auth.jwt_secret = Some(SecretString::from(TEST_JWT_SECRET));
     settings
 }
 

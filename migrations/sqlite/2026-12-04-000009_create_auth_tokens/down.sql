@@ -1,0 +1,3 @@
+DROP TABLE request_ids;
+DROP TABLE email_verifications;
+DROP TABLE refresh_tokens;

@@ -8,8 +8,8 @@
 
 pub mod connection;
 pub mod migrations;
-pub mod retry;
 mod mysql;
+pub mod retry;
 mod sqlite;
 mod tls;
 

@@ -28,7 +28,8 @@ impl Transient for Error {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
             Error::DatabaseError(_, info) => {
                 let message = info.message();
-                message.contains("Lock wait timeout exceeded") || message.contains("database is locked")
+                message.contains("Lock wait timeout exceeded")
+                    || message.contains("database is locked")
             }
             _ => false,
         }

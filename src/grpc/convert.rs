@@ -44,7 +44,10 @@ pub fn json_to_struct(text: &str) -> Struct {
 
 fn object_to_struct(map: Map<String, serde_json::Value>) -> Struct {
     Struct {
-        fields: map.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, json_to_value(v)))
+            .collect(),
     }
 }
 
@@ -110,7 +113,9 @@ mod tests {
 
     #[test]
     fn timestamp_round_trip() {
-        let time = DateTime::from_timestamp(1_764_870_000, 123_456_000).unwrap().naive_utc();
+        let time = DateTime::from_timestamp(1_764_870_000, 123_456_000)
+            .unwrap()
+            .naive_utc();
 
         assert_eq!(from_timestamp("t", &timestamp(time)).unwrap(), time);
     }

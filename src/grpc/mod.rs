@@ -3,6 +3,9 @@
 pub mod convert;
 pub mod error;
 pub mod paging;
+pub mod resources;
+pub mod tenants;
+pub mod validate;
 
 pub use self::error::ApiError;
 

@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 use crate::schema::refresh_tokens;
 
 /// A row of `refresh_tokens`.
-#[derive(Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, diesel::Queryable, diesel::Selectable, diesel::Insertable,
+)]
 #[diesel(table_name = refresh_tokens)]
 #[diesel(check_for_backend(diesel::mysql::Mysql, diesel::sqlite::Sqlite))]
 pub struct RefreshToken {

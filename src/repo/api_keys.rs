@@ -28,3 +28,30 @@ pub async fn find_with_owner(
         .await
         .optional()
 }
+
+pub async fn insert(conn: &mut DbConnection, key: &ApiKey) -> QueryResult<()> {
+    diesel::insert_into(api_keys::table)
+        .values(key)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Counts keys that are neither revoked nor expired, the figure the plan's key quota limits.
+pub async fn count_live(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<i64> {
+    api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::revoked_at.is_null())
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(now)),
+        )
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -6,4 +6,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod request_ids;
 pub mod tenants;
+pub mod usage;
+pub mod users;

@@ -1,6 +1,10 @@
 //! Queries on `tenants`.
 
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SelectableHelper};
+use chrono::NaiveDateTime;
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryResult,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
 use crate::db::DbConnection;
@@ -15,4 +19,132 @@ pub async fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Tenan
         .first(conn)
         .await
         .optional()
+}
+
+/// Loads a tenant that is not soft-deleted by its custom domain or its subdomain.
+pub async fn find_by_host(
+    conn: &mut DbConnection,
+    domain: Option<&str>,
+    subdomain: Option<&str>,
+) -> QueryResult<Option<Tenant>> {
+    let mut query = tenants::table
+        .filter(tenants::deleted_at.is_null())
+        .select(Tenant::as_select())
+        .into_boxed();
+    query = match (domain, subdomain) {
+        (Some(domain), _) => query.filter(tenants::domain.eq(domain.to_string())),
+        (None, Some(subdomain)) => query.filter(tenants::subdomain.eq(subdomain.to_string())),
+        (None, None) => return Ok(None),
+    };
+    query.first(conn).await.optional()
+}
+
+/// Returns which of `domain` and `subdomain` another tenant already uses, soft-deleted
+/// tenants included: `Some("domain")`, `Some("subdomain")` or `None`.
+pub async fn taken_host(
+    conn: &mut DbConnection,
+    except_id: &str,
+    domain: Option<&str>,
+    subdomain: Option<&str>,
+) -> QueryResult<Option<&'static str>> {
+    if let Some(domain) = domain {
+        let count: i64 = tenants::table
+            .filter(tenants::domain.eq(domain).and(tenants::id.ne(except_id)))
+            .count()
+            .get_result(conn)
+            .await?;
+        if count > 0 {
+            return Ok(Some("domain"));
+        }
+    }
+    if let Some(subdomain) = subdomain {
+        let count: i64 = tenants::table
+            .filter(
+                tenants::subdomain
+                    .eq(subdomain)
+                    .and(tenants::id.ne(except_id)),
+            )
+            .count()
+            .get_result(conn)
+            .await?;
+        if count > 0 {
+            return Ok(Some("subdomain"));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn insert(conn: &mut DbConnection, tenant: &Tenant) -> QueryResult<()> {
+    diesel::insert_into(tenants::table)
+        .values(tenant)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Writes every column of `tenant` over the stored row if its version is still
+/// `expected_version`. Returns false when someone else changed the row first.
+pub async fn replace(
+    conn: &mut DbConnection,
+    tenant: &Tenant,
+    expected_version: i64,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        tenants::table.filter(
+            tenants::id
+                .eq(&tenant.id)
+                .and(tenants::version.eq(expected_version)),
+        ),
+    )
+    .set((
+        tenants::name.eq(&tenant.name),
+        tenants::domain.eq(&tenant.domain),
+        tenants::subdomain.eq(&tenant.subdomain),
+        tenants::plan.eq(&tenant.plan),
+        tenants::status.eq(&tenant.status),
+        tenants::suspended_reason.eq(&tenant.suspended_reason),
+        tenants::settings.eq(&tenant.settings),
+        tenants::version.eq(tenant.version),
+        tenants::subscription_expires_at.eq(tenant.subscription_expires_at),
+        tenants::updated_at.eq(tenant.updated_at),
+        tenants::deleted_at.eq(tenant.deleted_at),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Filters of a tenant listing.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TenantFilter {
+    pub status: Option<String>,
+    pub show_deleted: bool,
+}
+
+/// Lists tenants oldest first, `limit` rows after the cursor `(created_at, id)`.
+pub async fn list(
+    conn: &mut DbConnection,
+    filter: &TenantFilter,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> QueryResult<Vec<Tenant>> {
+    let mut query = tenants::table.select(Tenant::as_select()).into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(tenants::status.eq(status.clone()));
+    }
+    if !filter.show_deleted {
+        query = query.filter(tenants::deleted_at.is_null());
+    }
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            tenants::created_at
+                .gt(created_at)
+                .or(tenants::created_at.eq(created_at).and(tenants::id.gt(id))),
+        );
+    }
+    query
+        .order((tenants::created_at.asc(), tenants::id.asc()))
+        .limit(limit)
+        .load(conn)
+        .await
 }

@@ -21,6 +21,8 @@ use crate::auth::{ApiKeyUsage, Authenticator, TenantLayer, secret_token};
 use crate::config::Settings;
 use crate::db::migrations::{self, Command, MigrationError};
 use crate::db::{Database, DbError, PoolOptions};
+use crate::grpc::tenants::TenantApi;
+use crate::proto::ally::v1::tenant_service_server::TenantServiceServer;
 
 /// How often API key use counts are written to the database.
 const API_KEY_USAGE_FLUSH: Duration = Duration::from_secs(5);
@@ -172,7 +174,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         .layer(TenantLayer::new(authenticator))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(reflection_v1alpha)
+        .add_service(TenantServiceServer::new(TenantApi::new(database.clone())));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     info!(address = %local_addr, "serving gRPC");
 

@@ -9,4 +9,5 @@ mod pool;
 mod schema_roundtrip;
 mod server;
 mod shutdown;
+mod tenants;
 mod tls;

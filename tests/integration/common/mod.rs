@@ -2,6 +2,7 @@
 //! ephemeral port.
 
 pub mod certs;
+pub mod clients;
 pub mod private_mariadb;
 
 use std::net::SocketAddr;

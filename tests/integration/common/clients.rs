@@ -39,6 +39,18 @@ impl Credential {
     }
 }
 
+impl Credential {
+    /// An access token for user `user_id` of `tenant_id` with `role` (`owner`, `admin`,
+    /// `member` or `viewer`), signed with the test servers' secret. The user row must exist
+    /// for calls that load it.
+    pub fn user(tenant_id: &str, user_id: &str, role: &str) -> Credential {
+        let (token, _) = test_token_keys()
+            .issue(user_id, Some(tenant_id), role)
+            .expect("token");
+        Credential::bearer(&token)
+    }
+}
+
 impl Interceptor for Credential {
     fn call(
         &mut self,
@@ -56,6 +68,32 @@ pub fn tenants(
     credential: Credential,
 ) -> pb::tenant_service_client::TenantServiceClient<Authed> {
     pb::tenant_service_client::TenantServiceClient::with_interceptor(channel.clone(), credential)
+}
+
+pub fn users(
+    channel: &Channel,
+    credential: Credential,
+) -> pb::user_service_client::UserServiceClient<Authed> {
+    pb::user_service_client::UserServiceClient::with_interceptor(channel.clone(), credential)
+}
+
+pub fn api_keys(
+    channel: &Channel,
+    credential: Credential,
+) -> pb::api_key_service_client::ApiKeyServiceClient<Authed> {
+    pb::api_key_service_client::ApiKeyServiceClient::with_interceptor(channel.clone(), credential)
+}
+
+pub fn audit(
+    channel: &Channel,
+    credential: Credential,
+) -> pb::audit_service_client::AuditServiceClient<Authed> {
+    pb::audit_service_client::AuditServiceClient::with_interceptor(channel.clone(), credential)
+}
+
+/// An AuthService client that sends no credential, as Login needs none.
+pub fn auth(channel: &Channel) -> pb::auth_service_client::AuthServiceClient<Channel> {
+    pb::auth_service_client::AuthServiceClient::new(channel.clone())
 }
 
 /// Creates a tenant with an owner through the API and returns the response.

@@ -76,8 +76,9 @@ impl AuditEvent {
 pub fn entry(context: &RequestContext, tenant_id: &str, event: AuditEvent) -> AuditLog {
     let (actor_type, actor_id) = match &context.principal {
         Some(Principal::User { user_id }) => ("user", Some(user_id.clone())),
-        Some(Principal::ApiKey { key_id, .. }) => ("api_key", Some(key_id.clone())),
+        Some(Principal::ApiKey { api_key_id, .. }) => ("api_key", Some(api_key_id.clone())),
         Some(Principal::Operator { name }) => ("operator", Some(name.clone())),
+        Some(Principal::System { name }) => ("system", Some(name.clone())),
         None => ("anonymous", None),
     };
     AuditLog {

@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tracing::error;
 
+use crate::auth::jwt::TokenKeys;
+use crate::bootstrap::Bootstrap;
 use crate::config::Settings;
 use crate::db::migrations::{self, Command};
 use crate::db::{Database, PoolOptions};
@@ -33,6 +36,32 @@ pub enum CliCommand {
     },
     /// Print the resolved settings, with secrets masked.
     Config,
+    /// Maintain the audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Create a tenant and its owner, and print the owner's API key once.
+    Bootstrap {
+        /// Name of the tenant.
+        #[arg(long, default_value = "Default")]
+        tenant_name: String,
+        /// Subdomain that routes to the tenant, e.g. `acme`.
+        #[arg(long, default_value = "default")]
+        subdomain: String,
+        /// Email address of the owner.
+        #[arg(long)]
+        owner_email: String,
+        /// Display name of the owner.
+        #[arg(long, default_value = "Owner")]
+        owner_name: String,
+    },
+    /// Print an access token for a platform operator, signed with auth.jwt_secret.
+    OperatorToken {
+        /// The operator's name, recorded as the actor in audit entries.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Subcommand)]
@@ -90,6 +119,37 @@ async fn run(command: CliCommand, settings: Settings) -> anyhow::Result<()> {
         }
         CliCommand::Config => print!("{}", settings.to_masked_toml()),
         CliCommand::Migrate { action } => migrate(settings, action).await?,
+        CliCommand::Audit {
+            action: AuditAction::Prune { before, dry_run },
+        } => prune_audit(settings, before, dry_run).await?,
+        CliCommand::Bootstrap {
+            tenant_name,
+            subdomain,
+            owner_email,
+            owner_name,
+        } => {
+            let bootstrap = Bootstrap {
+                tenant_name,
+                subdomain,
+                owner_email,
+                owner_name,
+            };
+            bootstrap_tenant(settings, &bootstrap).await?;
+        }
+        CliCommand::OperatorToken { name } => {
+            let Some(secret) = &settings.auth.jwt_secret else {
+                anyhow::bail!(
+                    "auth.jwt_secret is not set, so a token signed now would not match the server's; set ALLY_AUTH__JWT_SECRET"
+                );
+            };
+            let keys = TokenKeys::new(
+                secret,
+                &settings.auth.issuer,
+                &settings.auth.audience,
+                settings.auth.access_token_ttl,
+            )?;
+            println!("{}", keys.issue_operator(&name)?);
+        }
     }
     Ok(())
 }
@@ -135,6 +195,116 @@ async fn migrate(settings: Settings, action: MigrateAction) -> anyhow::Result<()
         println!("{verb} {version}");
     }
     Ok(())
+}
+
+async fn bootstrap_tenant(settings: Settings, bootstrap: &Bootstrap) -> anyhow::Result<()> {
+    let options = PoolOptions {
+        max_connections: 1,
+        ..PoolOptions::from(&settings.database)
+    };
+    let database = Database::connect(settings.database_url()?, &options).await?;
+    let mut conn = database.read().await?;
+    let status = migrations::status(&mut conn).await?;
+    drop(conn);
+    if let Some(missing) = status.pending().next() {
+        anyhow::bail!(
+            "the schema is outdated: migration {missing} is not applied; run `ally migrate run`"
+        );
+    }
+    let created = crate::bootstrap::create(&database, bootstrap)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    println!("tenant id:     {}", created.tenant.id);
+    println!("owner id:      {}", created.owner.id);
+    println!("owner API key: {}", created.owner_api_key);
+    println!("The key is shown only now. Store it in a secret store.");
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum AuditAction {
+    /// Delete audit entries of every tenant older than audit.retention, and print how many.
+    Prune {
+        /// Delete the entries created before this time instead, for example
+        /// 2026-01-01T00:00:00Z.
+        #[arg(long, value_name = "RFC3339_TIME", value_parser = parse_rfc3339)]
+        before: Option<DateTime<Utc>>,
+        /// Print how many entries would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_rfc3339(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| format!("{error}; expected an RFC 3339 time such as 2026-01-01T00:00:00Z"))
+}
+
+/// Rows that one DELETE of `ally audit prune` removes at most, so that MySQL never locks a large
+/// part of the table at once.
+const PRUNE_BATCH: i64 = 10_000;
+
+async fn prune_audit(
+    settings: Settings,
+    before: Option<DateTime<Utc>>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let cutoff = match before {
+        Some(before) => before.naive_utc(),
+        None if settings.audit.retention.is_zero() => {
+            println!("nothing to do: audit.retention is 0, which keeps audit entries forever");
+            return Ok(());
+        }
+        None => {
+            let retention = chrono::Duration::from_std(settings.audit.retention)?;
+            match crate::models::now().checked_sub_signed(retention) {
+                Some(cutoff) => cutoff,
+                None => {
+                    println!("nothing to do: no audit entry is older than audit.retention");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let cutoff_text = cutoff.and_utc().to_rfc3339();
+    let options = PoolOptions {
+        max_connections: 1,
+        ..PoolOptions::from(&settings.database)
+    };
+    let database = Database::connect(settings.database_url()?, &options).await?;
+    let mut conn = database.write().await?;
+
+    if dry_run {
+        let count = crate::repo::audit::count_before(&mut conn, cutoff).await?;
+        println!(
+            "would delete {} created before {cutoff_text}",
+            audit_entries(count)
+        );
+        return Ok(());
+    }
+    // Each batch commits on its own, so an interrupted prune keeps what it deleted and a second
+    // run continues where it stopped.
+    let mut deleted = 0;
+    loop {
+        let batch = crate::repo::audit::delete_before(&mut conn, cutoff, PRUNE_BATCH).await?;
+        deleted += batch as i64;
+        if (batch as i64) < PRUNE_BATCH {
+            break;
+        }
+    }
+    println!(
+        "deleted {} created before {cutoff_text}",
+        audit_entries(deleted)
+    );
+    Ok(())
+}
+
+fn audit_entries(count: i64) -> String {
+    match count {
+        1 => "1 audit entry".to_string(),
+        _ => format!("{count} audit entries"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

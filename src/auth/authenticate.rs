@@ -7,6 +7,7 @@ use http::HeaderMap;
 use tracing::{info, warn};
 
 use super::jwt::{OPERATOR_ROLE, TokenKeys};
+use super::oidc::{ExternalIdentity, OidcVerifier};
 use super::policy::{self, Access};
 use super::usage::ApiKeyUsage;
 use super::{Principal, RequestContext, Role, api_key, secret_token};
@@ -41,6 +42,7 @@ pub struct Call<'a> {
 pub struct Authenticator {
     database: Database,
     tokens: Arc<TokenKeys>,
+    oidc: Option<Arc<OidcVerifier>>,
     base_domain: Option<String>,
     usage: Arc<ApiKeyUsage>,
 }
@@ -49,12 +51,14 @@ impl Authenticator {
     pub fn new(
         database: Database,
         tokens: Arc<TokenKeys>,
+        oidc: Option<Arc<OidcVerifier>>,
         base_domain: Option<String>,
         usage: Arc<ApiKeyUsage>,
     ) -> Authenticator {
         Authenticator {
             database,
             tokens,
+            oidc,
             base_domain: base_domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
             usage,
         }
@@ -141,26 +145,43 @@ impl Authenticator {
                 "MISSING_CREDENTIALS",
                 "missing credentials: send `authorization: Bearer <token>` or `x-api-key: <key>`",
             )),
-            (Some(authorization), None) => self.identify_token(authorization, context),
+            (Some(authorization), None) => self.identify_token(authorization, context).await,
             (None, Some(key)) => self.identify_api_key(key, context).await,
         }
     }
 
-    fn identify_token(
+    async fn identify_token(
         &self,
         authorization: &str,
         context: &mut RequestContext,
     ) -> Result<(), ApiError> {
         let invalid = || ApiError::unauthenticated("INVALID_TOKEN", "invalid access token");
+        // Authentication schemes are case-insensitive (RFC 9110, section 11.1).
         let token = authorization
-            .strip_prefix("Bearer ")
-            .or_else(|| authorization.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(invalid)?;
-        let claims = self.tokens.verify(token.trim()).map_err(|error| {
-            info!(request.id = %context.request_id, reason = %error, "access token rejected");
+        let rejected = |reason: &dyn std::fmt::Display| {
+            info!(request.id = %context.request_id, reason = %reason, "access token rejected");
             invalid()
-        })?;
+        };
 
+        // Ally signs with HS256 only; any other algorithm can only be the external issuer's.
+        let algorithm = jsonwebtoken::decode_header(token)
+            .map_err(|error| rejected(&error))?
+            .alg;
+        if algorithm != jsonwebtoken::Algorithm::HS256
+            && let Some(oidc) = &self.oidc
+        {
+            let identity = oidc.verify(token).map_err(|error| rejected(&error))?;
+            return self.identify_external(identity, context).await;
+        }
+
+        let claims = self
+            .tokens
+            .verify(token)
+            .map_err(|error| rejected(&error))?;
         if claims.role == OPERATOR_ROLE {
             if claims.tenant.is_some() {
                 return Err(invalid());
@@ -175,6 +196,39 @@ impl Authenticator {
         context.principal = Some(Principal::User {
             user_id: claims.sub,
         });
+        Ok(())
+    }
+
+    /// Matches an external identity to an operator or to an active Ally user.
+    async fn identify_external(
+        &self,
+        identity: ExternalIdentity,
+        context: &mut RequestContext,
+    ) -> Result<(), ApiError> {
+        let (tenant_id, email) = match identity {
+            ExternalIdentity::Operator { name } => {
+                context.principal = Some(Principal::Operator { name });
+                return Ok(());
+            }
+            ExternalIdentity::Member { tenant_id, email } => (tenant_id, email),
+        };
+        let user = {
+            let mut conn = self.database.read().await?;
+            repo::users::find_by_email(&mut conn, &tenant_id, &email).await?
+        };
+        let Some(user) = user.filter(|u| u.is_active) else {
+            info!(request.id = %context.request_id, tenant.id = %tenant_id, "external token names no active user");
+            return Err(ApiError::unauthenticated(
+                "UNKNOWN_USER",
+                "the token's identity has no active account in this tenant",
+            ));
+        };
+        context.role =
+            Some(Role::parse(&user.role).ok_or_else(|| {
+                ApiError::internal(format!("user {} has an unknown role", user.id))
+            })?);
+        context.tenant_id = Some(tenant_id);
+        context.principal = Some(Principal::User { user_id: user.id });
         Ok(())
     }
 
@@ -233,7 +287,8 @@ impl Authenticator {
             let mut conn = self.database.read().await?;
             repo::tenants::find(&mut conn, tenant_id).await?
         };
-        let Some(tenant) = tenant.filter(|t| t.deleted_at.is_none()) else {
+        // MariaDB compares ids ignoring trailing spaces, so a claim of "<id> " would find the row.
+        let Some(tenant) = tenant.filter(|t| t.deleted_at.is_none() && t.id == tenant_id) else {
             return Err(ApiError::unauthenticated(
                 "TENANT_NOT_FOUND",
                 "the credential's tenant does not exist",

@@ -15,6 +15,8 @@ pub enum Principal {
     },
     /// A platform operator, who manages tenants and belongs to none.
     Operator { name: String },
+    /// Ally itself, for work started from the command line or at start-up.
+    System { name: String },
 }
 
 /// The request context the tenant layer resolves before any handler runs, stored in the
@@ -36,6 +38,20 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Returns a context for work Ally starts itself, such as bootstrapping a tenant.
+    pub fn system(name: &str) -> RequestContext {
+        RequestContext {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: None,
+            principal: Some(Principal::System {
+                name: name.to_string(),
+            }),
+            role: None,
+            scopes: None,
+            client_ip: None,
+        }
+    }
+
     /// Returns whether the caller is a platform operator.
     pub fn is_operator(&self) -> bool {
         matches!(self.principal, Some(Principal::Operator { .. }))
@@ -45,7 +61,7 @@ impl RequestContext {
     pub fn user_id(&self) -> Option<&str> {
         match &self.principal {
             Some(Principal::User { user_id } | Principal::ApiKey { user_id, .. }) => Some(user_id),
-            Some(Principal::Operator { .. }) | None => None,
+            Some(Principal::Operator { .. } | Principal::System { .. }) | None => None,
         }
     }
 

@@ -6,6 +6,7 @@ mod authenticate;
 mod context;
 pub mod jwt;
 mod layer;
+pub mod oidc;
 pub mod password;
 pub mod policy;
 mod role;

@@ -71,6 +71,24 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Age after which `ally audit prune` deletes audit entries. Zero keeps them forever. The
+    /// server itself never deletes entries.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention: Duration::from_secs(365 * 24 * 60 * 60),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -94,11 +112,16 @@ pub struct AuthSettings {
     /// Platform domain whose subdomains name tenants, e.g. `ally.example` for
     /// `acme.ally.example`. Unset: the `:authority` header is not used.
     pub base_domain: Option<String>,
-    /// Failed logins in a row after which an account is locked.
+    /// Failed logins in a row after which an account is locked. 0 turns locking off.
     pub max_failed_logins: u32,
     /// How long a locked account stays locked.
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
+    /// Lifetime of the email verification tokens that UserService.SendVerification issues.
+    #[serde(with = "humantime_serde")]
+    pub email_verification_ttl: Duration,
+    /// An external OpenID Connect issuer whose access tokens are accepted too. Unset: none.
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 impl Default for AuthSettings {
@@ -112,6 +135,8 @@ impl Default for AuthSettings {
             base_domain: None,
             max_failed_logins: 5,
             lockout: Duration::from_secs(15 * 60),
+            email_verification_ttl: Duration::from_secs(24 * 60 * 60),
+            oidc: None,
         }
     }
 }
@@ -177,6 +202,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             redis: RedisSettings::default(),
             auth: AuthSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

@@ -1,10 +1,14 @@
 //! gRPC handlers of the `ally.v1` services and what they share.
 
+pub mod api_keys;
+pub mod audit_service;
+pub mod auth_service;
 pub mod convert;
 pub mod error;
 pub mod paging;
 pub mod resources;
 pub mod tenants;
+pub mod users;
 pub mod validate;
 
 pub use self::error::ApiError;

@@ -133,7 +133,7 @@ fn parse_plan(field: &str, value: i32) -> Result<pb::Plan, ApiError> {
 }
 
 /// Validated fields of a CreateTenant request.
-struct NewTenant {
+pub struct NewTenant {
     tenant: Tenant,
     owner_email: String,
     owner_name: String,
@@ -185,6 +185,132 @@ fn validate_create(request: pb::CreateTenantRequest) -> Result<NewTenant, ApiErr
     })
 }
 
+/// A tenant created with its first owner.
+pub struct CreatedTenant {
+    pub tenant: Tenant,
+    pub owner: models::User,
+    /// The owner's API key, shown once.
+    pub owner_api_key: String,
+}
+
+/// Checks a CreateTenant request and returns the rows to write.
+pub fn validate_create_request(request: pb::CreateTenantRequest) -> Result<NewTenant, ApiError> {
+    validate_create(request)
+}
+
+/// Inserts a tenant, its owner and the owner's API key with their audit entries in one
+/// transaction.
+pub async fn insert_with_owner(
+    database: &Database,
+    context: &RequestContext,
+    new: NewTenant,
+) -> Result<CreatedTenant, ApiError> {
+    let password_hash = match new.owner_password.clone() {
+        Some(password) => Some(password::hash(password).await.map_err(ApiError::internal)?),
+        None => None,
+    };
+    let tenant = new.tenant;
+    let now = tenant.created_at;
+    let owner = models::User {
+        tenant_id: tenant.id.clone(),
+        id: models::new_id(),
+        email: new.owner_email.clone(),
+        display_name: new.owner_name.clone(),
+        password_hash,
+        role: Role::Owner.as_str().into(),
+        is_active: true,
+        email_verified_at: None,
+        failed_login_count: 0,
+        locked_until: None,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let key = api_key::generate();
+    let key_row = models::ApiKey {
+        tenant_id: tenant.id.clone(),
+        id: models::new_id(),
+        user_id: owner.id.clone(),
+        name: "owner key".into(),
+        key_id: key.key_id.clone(),
+        key_hash: key.secret_hash.clone(),
+        scopes: "[]".into(),
+        expires_at: None,
+        last_used_at: None,
+        use_count: 0,
+        revoked_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let entries = [
+        audit::entry(
+            context,
+            &tenant.id,
+            AuditEvent::change("tenant.created")
+                .resource("tenant", &tenant.id)
+                .detail("plan", tenant.plan.as_str()),
+        ),
+        audit::entry(
+            context,
+            &tenant.id,
+            AuditEvent::change("user.created")
+                .resource("user", &owner.id)
+                .detail("role", "owner"),
+        ),
+        audit::entry(
+            context,
+            &tenant.id,
+            AuditEvent::change("api_key.created")
+                .resource("api_key", &key_row.id)
+                .detail("key_id", key_row.key_id.as_str()),
+        ),
+    ];
+    let request_row = new.request_id.as_ref().map(|request_id| models::RequestId {
+        scope: repo::request_ids::PLATFORM_SCOPE.into(),
+        method: "CreateTenant".into(),
+        request_id: request_id.clone(),
+        resource_id: tenant.id.clone(),
+        created_at: now,
+    });
+
+    with_retry(|| async {
+        let mut conn = database.write().await?;
+        conn.transaction(async |conn| {
+            if let Some(field) = repo::tenants::taken_host(
+                conn,
+                &tenant.id,
+                tenant.domain.as_deref(),
+                tenant.subdomain.as_deref(),
+            )
+            .await?
+            {
+                return Err(ApiError::AlreadyExists {
+                    resource: "tenant",
+                    field,
+                });
+            }
+            repo::tenants::insert(conn, &tenant).await?;
+            repo::users::insert(conn, &owner).await?;
+            repo::api_keys::insert(conn, &key_row).await?;
+            if let Some(row) = &request_row {
+                repo::request_ids::insert(conn, row).await?;
+            }
+            for entry in &entries {
+                repo::audit::insert(conn, entry).await?;
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await
+    })
+    .await?;
+
+    Ok(CreatedTenant {
+        tenant,
+        owner,
+        owner_api_key: key.full_key,
+    })
+}
+
 #[tonic::async_trait]
 impl TenantService for TenantApi {
     async fn create_tenant(
@@ -220,109 +346,11 @@ impl TenantService for TenantApi {
             }
         }
 
-        let password_hash = match new.owner_password.clone() {
-            Some(password) => Some(password::hash(password).await.map_err(ApiError::internal)?),
-            None => None,
-        };
-        let tenant = new.tenant;
-        let now = tenant.created_at;
-        let owner = models::User {
-            tenant_id: tenant.id.clone(),
-            id: models::new_id(),
-            email: new.owner_email.clone(),
-            display_name: new.owner_name.clone(),
-            password_hash,
-            role: Role::Owner.as_str().into(),
-            is_active: true,
-            email_verified_at: None,
-            failed_login_count: 0,
-            locked_until: None,
-            last_login_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let key = api_key::generate();
-        let key_row = models::ApiKey {
-            tenant_id: tenant.id.clone(),
-            id: models::new_id(),
-            user_id: owner.id.clone(),
-            name: "owner key".into(),
-            key_id: key.key_id.clone(),
-            key_hash: key.secret_hash.clone(),
-            scopes: "[]".into(),
-            expires_at: None,
-            last_used_at: None,
-            use_count: 0,
-            revoked_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let entries = [
-            audit::entry(
-                &context,
-                &tenant.id,
-                AuditEvent::change("tenant.created")
-                    .resource("tenant", &tenant.id)
-                    .detail("plan", tenant.plan.as_str()),
-            ),
-            audit::entry(
-                &context,
-                &tenant.id,
-                AuditEvent::change("user.created")
-                    .resource("user", &owner.id)
-                    .detail("role", "owner"),
-            ),
-            audit::entry(
-                &context,
-                &tenant.id,
-                AuditEvent::change("api_key.created")
-                    .resource("api_key", &key_row.id)
-                    .detail("key_id", key_row.key_id.as_str()),
-            ),
-        ];
-        let request_row = new.request_id.as_ref().map(|request_id| models::RequestId {
-            scope: repo::request_ids::PLATFORM_SCOPE.into(),
-            method: "CreateTenant".into(),
-            request_id: request_id.clone(),
-            resource_id: tenant.id.clone(),
-            created_at: now,
-        });
-
-        with_retry(|| async {
-            let mut conn = self.database.write().await?;
-            conn.transaction(async |conn| {
-                if let Some(field) = repo::tenants::taken_host(
-                    conn,
-                    &tenant.id,
-                    tenant.domain.as_deref(),
-                    tenant.subdomain.as_deref(),
-                )
-                .await?
-                {
-                    return Err(ApiError::AlreadyExists {
-                        resource: "tenant",
-                        field,
-                    });
-                }
-                repo::tenants::insert(conn, &tenant).await?;
-                repo::users::insert(conn, &owner).await?;
-                repo::api_keys::insert(conn, &key_row).await?;
-                if let Some(row) = &request_row {
-                    repo::request_ids::insert(conn, row).await?;
-                }
-                for entry in &entries {
-                    repo::audit::insert(conn, entry).await?;
-                }
-                Ok::<_, ApiError>(())
-            })
-            .await
-        })
-        .await?;
-
+        let created = insert_with_owner(&self.database, &context, new).await?;
         Ok(Response::new(pb::CreateTenantResponse {
-            tenant: Some(tenant_to_proto(&tenant)),
-            owner: Some(user_to_proto(&owner)),
-            owner_api_key: key.full_key,
+            tenant: Some(tenant_to_proto(&created.tenant)),
+            owner: Some(user_to_proto(&created.owner)),
+            owner_api_key: created.owner_api_key,
         }))
     }
 

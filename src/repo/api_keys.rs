@@ -1,5 +1,6 @@
 //! Queries on `api_keys`.
 
+use chrono::NaiveDateTime;
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl, QueryResult,
     SelectableHelper,
@@ -8,7 +9,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::DbConnection;
 use crate::models::{ApiKey, User};
-use crate::schema::{api_keys, users};
+use crate::schema::{api_keys, tenants, users};
 
 /// Loads a key by its public key id, with the user it belongs to. This lookup runs before the
 /// tenant is known, on the key id's own unique index.
@@ -41,7 +42,7 @@ pub async fn insert(conn: &mut DbConnection, key: &ApiKey) -> QueryResult<()> {
 pub async fn count_live(
     conn: &mut DbConnection,
     tenant_id: &str,
-    now: chrono::NaiveDateTime,
+    now: NaiveDateTime,
 ) -> QueryResult<i64> {
     api_keys::table
         .filter(api_keys::tenant_id.eq(tenant_id))
@@ -54,4 +55,94 @@ pub async fn count_live(
         .count()
         .get_result(conn)
         .await
+}
+
+/// Loads one key of a tenant by its row id.
+pub async fn find(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+) -> QueryResult<Option<ApiKey>> {
+    api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id))
+        .filter(api_keys::id.eq(id))
+        .select(ApiKey::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the tenant's row until the transaction ends, so that concurrent key creations in one
+/// tenant count live keys one after another and cannot both pass the quota. Only MySQL needs
+/// the lock: SQLite runs every write transaction on its single writer connection.
+pub async fn lock_tenant(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
+    if let DbConnection::Mysql(mysql) = conn {
+        tenants::table
+            .filter(tenants::id.eq(tenant_id))
+            .select(tenants::id)
+            .for_update()
+            .load::<String>(mysql)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Filters of a key listing.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ApiKeyFilter {
+    /// Only keys of this user; `None` lists every user's keys.
+    pub user_id: Option<String>,
+    pub include_revoked: bool,
+}
+
+/// Lists a tenant's keys newest first, `limit` rows after the cursor `(created_at, id)`.
+pub async fn list(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    filter: &ApiKeyFilter,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> QueryResult<Vec<ApiKey>> {
+    let mut query = api_keys::table
+        .filter(api_keys::tenant_id.eq(tenant_id.to_string()))
+        .select(ApiKey::as_select())
+        .into_boxed();
+    if let Some(user_id) = &filter.user_id {
+        query = query.filter(api_keys::user_id.eq(user_id.clone()));
+    }
+    if !filter.include_revoked {
+        query = query.filter(api_keys::revoked_at.is_null());
+    }
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            api_keys::created_at
+                .lt(created_at)
+                .or(api_keys::created_at.eq(created_at).and(api_keys::id.lt(id))),
+        );
+    }
+    query
+        .order((api_keys::created_at.desc(), api_keys::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// Sets `revoked_at` of a key that is not revoked yet. Returns false when the key was already
+/// revoked or does not exist, and then changes nothing.
+pub async fn revoke(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::id.eq(id))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set((api_keys::revoked_at.eq(now), api_keys::updated_at.eq(now)))
+    .execute(conn)
+    .await?;
+    Ok(changed == 1)
 }

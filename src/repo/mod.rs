@@ -6,6 +6,8 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod email_verifications;
+pub mod refresh_tokens;
 pub mod request_ids;
 pub mod tenants;
 pub mod usage;

@@ -1,11 +1,16 @@
-//! Queries on `users`. Every query is limited to one tenant.
+//! Queries on `users`, and on the refresh tokens that user changes revoke. Every query is
+//! limited to one tenant.
 
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult, SelectableHelper};
+use chrono::NaiveDateTime;
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryResult,
+    SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 
-use crate::db::DbConnection;
+use crate::db::{Backend, DbConnection};
 use crate::models::User;
-use crate::schema::users;
+use crate::schema::{refresh_tokens, users};
 
 pub async fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
     diesel::insert_into(users::table)
@@ -48,4 +53,263 @@ pub async fn count_active(conn: &mut DbConnection, tenant_id: &str) -> QueryResu
         .count()
         .get_result(conn)
         .await
+}
+
+/// Counts active owners. Every tenant keeps at least one.
+pub async fn count_active_owners(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<i64> {
+    users::table
+        .filter(users::tenant_id.eq(tenant_id))
+        .filter(users::is_active.eq(true))
+        .filter(users::role.eq("owner"))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+#[derive(diesel::QueryableByName)]
+struct LockedTenant {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[allow(dead_code)]
+    id: String,
+}
+
+/// Locks the tenant's row until the transaction ends, so that transactions which count a
+/// tenant's active users or owners and then change them run one after another. Only MySQL
+/// needs the lock: SQLite runs write transactions one at a time on its single writer
+/// connection.
+pub async fn lock_membership(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
+    if conn.backend() == Backend::Mysql {
+        diesel::sql_query("SELECT id FROM tenants WHERE id = ? FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(tenant_id)
+            .load::<LockedTenant>(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Filters of a user listing. `None` matches every value.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UserFilter {
+    /// A stored role name such as `admin`.
+    pub role: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// Lists a tenant's users oldest first, `limit` rows after the cursor `(created_at, id)`.
+pub async fn list(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    filter: &UserFilter,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut query = users::table
+        .filter(users::tenant_id.eq(tenant_id.to_string()))
+        .select(User::as_select())
+        .into_boxed();
+    if let Some(role) = &filter.role {
+        query = query.filter(users::role.eq(role.clone()));
+    }
+    if let Some(active) = filter.active {
+        query = query.filter(users::is_active.eq(active));
+    }
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            users::created_at
+                .gt(created_at)
+                .or(users::created_at.eq(created_at).and(users::id.gt(id))),
+        );
+    }
+    query
+        .order((users::created_at.asc(), users::id.asc()))
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// Writes a user's display name, email, email verification time and update time.
+pub async fn update_profile(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(&user.tenant_id))
+            .filter(users::id.eq(&user.id)),
+    )
+    .set((
+        users::display_name.eq(&user.display_name),
+        users::email.eq(&user.email),
+        users::email_verified_at.eq(user.email_verified_at),
+        users::updated_at.eq(user.updated_at),
+    ))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Stores a user's role, a stored name such as `admin`.
+pub async fn set_role(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    role: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set((users::role.eq(role), users::updated_at.eq(now)))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Activates or deactivates a user.
+pub async fn set_active(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    active: bool,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set((users::is_active.eq(active), users::updated_at.eq(now)))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Stores a new password hash and clears the failed login count and any login lock, so that
+/// the new password works at once.
+pub async fn set_password(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    password_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set((
+        users::password_hash.eq(password_hash),
+        users::failed_login_count.eq(0),
+        users::locked_until.eq(None::<NaiveDateTime>),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Records that the user's current email was verified at `at`.
+pub async fn set_email_verified(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set((users::email_verified_at.eq(at), users::updated_at.eq(at)))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Revokes every refresh token of a user that is not revoked yet, which ends all of the user's
+/// sessions, and returns how many it revoked.
+pub async fn revoke_refresh_tokens(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::tenant_id.eq(tenant_id))
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now))
+    .execute(conn)
+    .await
+}
+
+/// Counts one more failed login of a user and returns the new count with the current lock
+/// expiry. A lock that expired before `now` is cleared first, so counting starts again from
+/// one after a lockout. The increment locks the row on MySQL until the transaction ends, so
+/// concurrent failures are all counted.
+pub async fn record_failed_login(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<(i32, Option<chrono::NaiveDateTime>)> {
+    let row = users::table
+        .filter(users::tenant_id.eq(tenant_id))
+        .filter(users::id.eq(id));
+    diesel::update(row.filter(users::locked_until.le(now)))
+        .set((
+            users::failed_login_count.eq(0),
+            users::locked_until.eq(None::<chrono::NaiveDateTime>),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::update(row)
+        .set(users::failed_login_count.eq(users::failed_login_count + 1))
+        .execute(conn)
+        .await?;
+    row.select((users::failed_login_count, users::locked_until))
+        .first(conn)
+        .await
+}
+
+/// Locks a user's password login until `until`.
+pub async fn lock_login(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    until: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set(users::locked_until.eq(until))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Records a successful login: stores its time and clears the failure count and any lock.
+pub async fn record_login(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    id: &str,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant_id))
+            .filter(users::id.eq(id)),
+    )
+    .set((
+        users::failed_login_count.eq(0),
+        users::locked_until.eq(None::<chrono::NaiveDateTime>),
+        users::last_login_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+    .map(drop)
 }

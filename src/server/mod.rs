@@ -17,12 +17,21 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
 use crate::auth::jwt::TokenKeys;
+use crate::auth::oidc::OidcVerifier;
 use crate::auth::{ApiKeyUsage, Authenticator, TenantLayer, secret_token};
-use crate::config::Settings;
+use crate::config::{Environment, Settings};
 use crate::db::migrations::{self, Command, MigrationError};
 use crate::db::{Database, DbError, PoolOptions};
+use crate::grpc::api_keys::ApiKeyApi;
+use crate::grpc::audit_service::AuditApi;
+use crate::grpc::auth_service::AuthApi;
 use crate::grpc::tenants::TenantApi;
+use crate::grpc::users::UserApi;
+use crate::proto::ally::v1::api_key_service_server::ApiKeyServiceServer;
+use crate::proto::ally::v1::audit_service_server::AuditServiceServer;
+use crate::proto::ally::v1::auth_service_server::AuthServiceServer;
 use crate::proto::ally::v1::tenant_service_server::TenantServiceServer;
+use crate::proto::ally::v1::user_service_server::UserServiceServer;
 
 /// How often API key use counts are written to the database.
 const API_KEY_USAGE_FLUSH: Duration = Duration::from_secs(5);
@@ -41,6 +50,10 @@ pub enum ServeError {
          run` or set database.migrate_on_start = true"
     )]
     SchemaOutdated { missing: String },
+    #[error("creating the default tenant failed: {0}")]
+    Bootstrap(#[source] crate::grpc::ApiError),
+    #[error("the external token issuer cannot be used: {0}")]
+    Oidc(#[from] crate::auth::oidc::OidcError),
     #[error("invalid token settings: {0}")]
     Tokens(#[from] crate::auth::jwt::TokenError),
     #[error("binding {address} failed: {source}")]
@@ -119,6 +132,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
     );
     let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
     prepare_schema(&database, settings.migrate_on_start()).await?;
+    if settings.environment == Environment::Development {
+        crate::bootstrap::on_first_start(&database, &settings.server.data_dir)
+            .await
+            .map_err(ServeError::Bootstrap)?;
+    }
 
     let address = settings.listen_addr();
     let listener = TcpListener::bind(address)
@@ -130,9 +148,14 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
 
     let tokens = Arc::new(token_keys(&settings)?);
     let usage = Arc::new(ApiKeyUsage::default());
+    let oidc = match &settings.auth.oidc {
+        Some(oidc) => Some(Arc::new(OidcVerifier::load(oidc.clone())?)),
+        None => None,
+    };
     let authenticator = Arc::new(Authenticator::new(
         database.clone(),
         tokens.clone(),
+        oidc,
         settings.auth.base_domain.clone(),
         usage.clone(),
     ));
@@ -175,7 +198,21 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(TenantServiceServer::new(TenantApi::new(database.clone())));
+        .add_service(AuthServiceServer::new(AuthApi::new(
+            database.clone(),
+            tokens.clone(),
+            settings.auth.clone(),
+        )))
+        .add_service(TenantServiceServer::new(TenantApi::new(database.clone())))
+        .add_service(UserServiceServer::new(UserApi::new(
+            database.clone(),
+            &settings.auth,
+        )))
+        .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(
+            database.clone(),
+            usage.clone(),
+        )))
+        .add_service(AuditServiceServer::new(AuditApi::new(database.clone())));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     info!(address = %local_addr, "serving gRPC");
 

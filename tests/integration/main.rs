@@ -3,11 +3,20 @@
 
 mod common;
 
+mod api_keys;
+mod audit;
+mod audit_atomicity;
+mod auth;
+mod auth_tokens;
+mod bootstrap;
 mod migrations;
+mod oidc;
 mod outage;
 mod pool;
+mod role_matrix;
 mod schema_roundtrip;
 mod server;
 mod shutdown;
 mod tenants;
 mod tls;
+mod users;

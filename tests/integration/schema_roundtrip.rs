@@ -3,11 +3,12 @@
 
 use ally::db::{Database, DbConnection, PoolOptions, migrations};
 use ally::models::{
-    ApiKey, AuditLog, ChatSession, ClientConfiguration, Configuration, Message, Tenant, User,
+    ApiKey, AuditLog, ChatSession, ClientConfiguration, Configuration, EmailVerification, Message,
+    RefreshToken, RequestId, Tenant, User,
 };
 use ally::schema::{
-    api_keys, audit_logs, chat_sessions, client_configurations, configurations, messages, tenants,
-    users,
+    api_keys, audit_logs, chat_sessions, client_configurations, configurations,
+    email_verifications, messages, refresh_tokens, request_ids, tenants, users,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
@@ -18,6 +19,7 @@ use crate::common::{TestBackend, TestDatabase, test_settings};
 
 backend_tests!(
     every_column_round_trips,
+    auth_tables_round_trip,
     four_byte_text_round_trips,
     updated_at_maintained
 );
@@ -407,4 +409,83 @@ async fn updated_at_maintained(backend: TestBackend) {
         updated > rows.tenant.updated_at,
         "updated_at stayed {updated} after an update"
     );
+}
+
+async fn auth_tables_round_trip(backend: TestBackend) {
+    let test_db = TestDatabase::create(backend).await;
+    let database = migrated(&test_db).await;
+    let mut conn = database.write().await.expect("connection");
+    let rows = full_rows("0193a0a0-0000-7000-8000-0000000000c1");
+    insert_all(&mut conn, &rows).await;
+    let tenant_id = rows.tenant.id.clone();
+    let user_id = rows.user.id.clone();
+
+    for used in [Some(at(40)), None] {
+        let token = RefreshToken {
+            tenant_id: tenant_id.clone(),
+            id: ally::models::new_id(),
+            user_id: user_id.clone(),
+            family_id: ally::models::new_id(),
+            token_hash: ally::auth::secret_token::hash(&ally::models::new_id()),
+            expires_at: at(41),
+            used_at: used,
+            revoked_at: used,
+            created_at: at(42),
+        };
+        diesel::insert_into(refresh_tokens::table)
+            .values(&token)
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        let read = refresh_tokens::table
+            .filter(refresh_tokens::id.eq(&token.id))
+            .select(RefreshToken::as_select())
+            .first(&mut conn)
+            .await
+            .expect("read");
+        assert_eq!(read, token);
+
+        let verification = EmailVerification {
+            tenant_id: tenant_id.clone(),
+            id: ally::models::new_id(),
+            user_id: user_id.clone(),
+            email: format!("ü{FOUR_BYTE}@example.com"),
+            token_hash: ally::auth::secret_token::hash(&ally::models::new_id()),
+            expires_at: at(43),
+            used_at: used,
+            created_at: at(44),
+        };
+        diesel::insert_into(email_verifications::table)
+            .values(&verification)
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        let read = email_verifications::table
+            .filter(email_verifications::id.eq(&verification.id))
+            .select(EmailVerification::as_select())
+            .first(&mut conn)
+            .await
+            .expect("read");
+        assert_eq!(read, verification);
+    }
+
+    let request = RequestId {
+        scope: tenant_id.clone(),
+        method: "CreateUser".into(),
+        request_id: "retry-1".into(),
+        resource_id: user_id.clone(),
+        created_at: at(45),
+    };
+    diesel::insert_into(request_ids::table)
+        .values(&request)
+        .execute(&mut conn)
+        .await
+        .expect("insert");
+    let read = request_ids::table
+        .filter(request_ids::request_id.eq("retry-1"))
+        .select(RequestId::as_select())
+        .first(&mut conn)
+        .await
+        .expect("read");
+    assert_eq!(read, request);
 }

@@ -51,6 +51,13 @@ impl Credential {
     }
 }
 
+impl Credential {
+    /// Adds the credential to a request built by hand.
+    pub fn apply<T>(&self, request: &mut tonic::Request<T>) {
+        request.metadata_mut().insert(self.key, self.value.clone());
+    }
+}
+
 impl Interceptor for Credential {
     fn call(
         &mut self,

@@ -137,9 +137,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: TestBackend) -> TestServer {
+        TestServer::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server whose settings `configure` adjusts first.
+    pub async fn start_with(
+        backend: TestBackend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestServer {
         init_logging();
         let database = TestDatabase::create(backend).await;
-        let settings = test_settings(&database.url, database.dir());
+        let mut settings = test_settings(&database.url, database.dir());
+        configure(&mut settings);
         let server = ally::server::start(settings).await.expect("server starts");
         let channel = connect(server.local_addr()).await;
         TestServer {

@@ -174,7 +174,7 @@ impl Authenticator {
         if algorithm != jsonwebtoken::Algorithm::HS256
             && let Some(oidc) = &self.oidc
         {
-            let identity = oidc.verify(token).map_err(|error| rejected(&error))?;
+            let identity = oidc.verify(token).await.map_err(|error| rejected(&error))?;
             return self.identify_external(identity, context).await;
         }
 

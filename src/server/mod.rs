@@ -149,7 +149,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
     let tokens = Arc::new(token_keys(&settings)?);
     let usage = Arc::new(ApiKeyUsage::default());
     let oidc = match &settings.auth.oidc {
-        Some(oidc) => Some(Arc::new(OidcVerifier::load(oidc.clone())?)),
+        Some(oidc) => Some(Arc::new(OidcVerifier::load(oidc.clone()).await?)),
         None => None,
     };
     let authenticator = Arc::new(Authenticator::new(

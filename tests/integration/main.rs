@@ -9,6 +9,7 @@ mod audit_atomicity;
 mod auth;
 mod auth_tokens;
 mod bootstrap;
+mod isolation;
 mod migrations;
 mod oidc;
 mod outage;

@@ -18,7 +18,7 @@ use crate::backend_tests;
 use crate::common::clients::{Credential, tenants};
 use crate::common::{TestBackend, TestDatabase, connect, init_logging, test_settings};
 
-backend_tests!(external_tokens);
+backend_tests!(external_tokens, keys_from_url_rotate);
 
 const ISSUER: &str = "https://login.example.test/directory/v2.0";
 const AUDIENCE: &str = "ally-app";
@@ -94,7 +94,8 @@ async fn external_tokens(backend: TestBackend) {
     settings.auth.oidc = Some(OidcSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
-        jwks_file: jwks,
+        jwks_file: Some(jwks),
+        jwks_url: None,
         tenant_claim: "tid".into(),
         tenant_map: HashMap::from([(DIRECTORY.to_string(), created.tenant.id.clone())]),
         email_claim: "email".into(),
@@ -208,4 +209,108 @@ fn symmetric_token() -> String {
     let key = EncodingKey::from_secret(SYMMETRIC).expect("key");
     jsonwebtoken::encode(&header, &claims("owner@federated.example", json!({})), &key)
         .expect("sign")
+}
+
+/// Serves `body` to every HTTP request on 127.0.0.1 until the test ends.
+async fn serve_jwks(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.lock().expect("body").clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{address}/keys")
+}
+
+async fn keys_from_url_rotate(backend: TestBackend) {
+    init_logging();
+    let first = signer("k1");
+    let second = signer("k2");
+    let body = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys": [first.jwk]}).to_string(),
+    ));
+    let url = serve_jwks(body.clone()).await;
+
+    let test_db = TestDatabase::create(backend).await;
+    let mut settings = test_settings(&test_db.url, test_db.dir());
+    let database = Database::connect(
+        settings.database_url().unwrap(),
+        &PoolOptions::from(&settings.database),
+    )
+    .await
+    .expect("database");
+    migrations::execute(&database, migrations::Command::Run)
+        .await
+        .expect("migrate");
+    let created = ally::bootstrap::create(
+        &database,
+        &Bootstrap {
+            tenant_name: "Rotating".into(),
+            subdomain: "rotating".into(),
+            owner_email: "owner@rotating.example".into(),
+            owner_name: "Owner".into(),
+        },
+    )
+    .await
+    .expect("bootstrap");
+    settings.auth.oidc = Some(OidcSettings {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        jwks_file: None,
+        jwks_url: Some(url),
+        tenant_claim: "tid".into(),
+        tenant_map: HashMap::from([(DIRECTORY.to_string(), created.tenant.id.clone())]),
+        email_claim: "email".into(),
+        role_claim: "roles".into(),
+        operator_roles: Vec::new(),
+    });
+    let server = ally::server::start(settings).await.expect("server starts");
+    let channel = connect(server.local_addr()).await;
+    let get_own = |token: String| {
+        let channel = channel.clone();
+        async move {
+            tenants(&channel, Credential::bearer(&token))
+                .get_tenant(pb::GetTenantRequest::default())
+                .await
+        }
+    };
+
+    get_own(token(
+        &first,
+        "k1",
+        claims("owner@rotating.example", json!({})),
+    ))
+    .await
+    .expect("a token signed with the fetched key works");
+
+    // The issuer rotates to a new key; the first token naming it makes Ally fetch again.
+    *body.lock().unwrap() = json!({"keys": [second.jwk]}).to_string();
+    get_own(token(
+        &second,
+        "k2",
+        claims("owner@rotating.example", json!({})),
+    ))
+    .await
+    .expect("a token signed with the rotated key works");
+    server.shutdown().await.expect("clean shutdown");
 }

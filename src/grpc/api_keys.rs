@@ -284,7 +284,7 @@ impl ApiKeyService for ApiKeyApi {
         let created = with_retry(|| async {
             let mut conn = self.database.write().await?;
             conn.transaction(async |conn| {
-                repo::api_keys::lock_tenant(conn, tenant_id).await?;
+                repo::tenants::lock_for_update(conn, tenant_id).await?;
                 if let Some(request_id) = &new.request_id
                     && let Some(earlier) =
                         repo::request_ids::find(conn, tenant_id, CREATE_METHOD, request_id).await?

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::DbConnection;
 use crate::models::{ApiKey, User};
-use crate::schema::{api_keys, tenants, users};
+use crate::schema::{api_keys, users};
 
 /// Loads a key by its public key id, with the user it belongs to. This lookup runs before the
 /// tenant is known, on the key id's own unique index.
@@ -70,21 +70,6 @@ pub async fn find(
         .first(conn)
         .await
         .optional()
-}
-
-/// Locks the tenant's row until the transaction ends, so that concurrent key creations in one
-/// tenant count live keys one after another and cannot both pass the quota. Only MySQL needs
-/// the lock: SQLite runs every write transaction on its single writer connection.
-pub async fn lock_tenant(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
-    if let DbConnection::Mysql(mysql) = conn {
-        tenants::table
-            .filter(tenants::id.eq(tenant_id))
-            .select(tenants::id)
-            .for_update()
-            .load::<String>(mysql)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Filters of a key listing.

@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod configurations;
 pub mod email_verifications;
 pub mod refresh_tokens;
 pub mod request_ids;

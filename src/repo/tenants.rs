@@ -21,6 +21,22 @@ pub async fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Tenan
         .optional()
 }
 
+/// Locks the tenant's row until the transaction ends, so that transactions which count a
+/// tenant's rows against a quota or an invariant (users, owners, API keys, configuration
+/// versions) and then change them run one after another. Only MySQL needs the lock: SQLite runs
+/// every write transaction on its single writer connection.
+pub async fn lock_for_update(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
+    if let DbConnection::Mysql(mysql) = conn {
+        tenants::table
+            .filter(tenants::id.eq(tenant_id))
+            .select(tenants::id)
+            .for_update()
+            .load::<String>(mysql)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Loads a tenant that is not soft-deleted by its custom domain or its subdomain.
 pub async fn find_by_host(
     conn: &mut DbConnection,

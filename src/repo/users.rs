@@ -8,7 +8,7 @@ use diesel::{
 };
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Backend, DbConnection};
+use crate::db::DbConnection;
 use crate::models::User;
 use crate::schema::{refresh_tokens, users};
 
@@ -64,27 +64,6 @@ pub async fn count_active_owners(conn: &mut DbConnection, tenant_id: &str) -> Qu
         .count()
         .get_result(conn)
         .await
-}
-
-#[derive(diesel::QueryableByName)]
-struct LockedTenant {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    #[allow(dead_code)]
-    id: String,
-}
-
-/// Locks the tenant's row until the transaction ends, so that transactions which count a
-/// tenant's active users or owners and then change them run one after another. Only MySQL
-/// needs the lock: SQLite runs write transactions one at a time on its single writer
-/// connection.
-pub async fn lock_membership(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
-    if conn.backend() == Backend::Mysql {
-        diesel::sql_query("SELECT id FROM tenants WHERE id = ? FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(tenant_id)
-            .load::<LockedTenant>(conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Filters of a user listing. `None` matches every value.

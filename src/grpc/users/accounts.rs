@@ -138,7 +138,7 @@ impl UserApi {
         let created = with_retry(|| async {
             let mut conn = self.database.write().await?;
             conn.transaction(async |conn| {
-                repo::users::lock_membership(conn, &user.tenant_id).await?;
+                repo::tenants::lock_for_update(conn, &user.tenant_id).await?;
                 if let Some(request_id) = &new.request_id
                     && let Some(existing) = earlier_user(conn, &user.tenant_id, request_id).await?
                 {

@@ -1,5 +1,5 @@
 //! UpdateUserRole, DeactivateUser and ReactivateUser: the changes that count a tenant's active
-//! users or owners. Each runs after [`repo::users::lock_membership`] in its transaction.
+//! users or owners. Each runs after [`repo::tenants::lock_for_update`] in its transaction.
 
 use diesel_async::AsyncConnection;
 
@@ -29,7 +29,7 @@ impl UserApi {
         let updated = with_retry(|| async {
             let mut conn = self.database.write().await?;
             conn.transaction(async |conn| {
-                repo::users::lock_membership(conn, &caller.tenant_id).await?;
+                repo::tenants::lock_for_update(conn, &caller.tenant_id).await?;
                 let mut user = load_user(conn, &caller.tenant_id, &id).await?;
                 let old_role = stored_role(&user)?;
                 rules::check_may_manage(caller.role, old_role)?;
@@ -79,7 +79,7 @@ impl UserApi {
         let updated = with_retry(|| async {
             let mut conn = self.database.write().await?;
             conn.transaction(async |conn| {
-                repo::users::lock_membership(conn, &caller.tenant_id).await?;
+                repo::tenants::lock_for_update(conn, &caller.tenant_id).await?;
                 let mut user = load_user(conn, &caller.tenant_id, &id).await?;
                 let role = stored_role(&user)?;
                 rules::check_may_manage(caller.role, role)?;
@@ -130,7 +130,7 @@ impl UserApi {
         let updated = with_retry(|| async {
             let mut conn = self.database.write().await?;
             conn.transaction(async |conn| {
-                repo::users::lock_membership(conn, &caller.tenant_id).await?;
+                repo::tenants::lock_for_update(conn, &caller.tenant_id).await?;
                 let mut user = load_user(conn, &caller.tenant_id, &id).await?;
                 rules::check_may_manage(caller.role, stored_role(&user)?)?;
                 if user.is_active {

@@ -107,7 +107,7 @@ fn stored_role(user: &User) -> Result<Role, ApiError> {
 }
 
 /// Fails with RESOURCE_EXHAUSTED when the tenant already has as many active users as its plan
-/// allows. Call it after [`repo::users::lock_membership`] in the transaction that adds the
+/// allows. Call it after [`repo::tenants::lock_for_update`] in the transaction that adds the
 /// active user, so that concurrent calls cannot both pass.
 async fn check_user_quota(conn: &mut DbConnection, tenant_id: &str) -> Result<(), ApiError> {
     let tenant = repo::tenants::find(conn, tenant_id)

@@ -41,6 +41,11 @@ pub enum CliCommand {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Maintain chat sessions.
+    Chat {
+        #[command(subcommand)]
+        action: ChatAction,
+    },
     /// Create a tenant and its owner, and print the owner's API key once.
     Bootstrap {
         /// Name of the tenant.
@@ -55,6 +60,11 @@ pub enum CliCommand {
         /// Display name of the owner.
         #[arg(long, default_value = "Owner")]
         owner_name: String,
+    },
+    /// Import configuration files of the earlier Python platform.
+    Legacy {
+        #[command(subcommand)]
+        action: crate::legacy::directory::LegacyAction,
     },
     /// Print an access token for a platform operator, signed with auth.jwt_secret.
     OperatorToken {
@@ -122,6 +132,9 @@ async fn run(command: CliCommand, settings: Settings) -> anyhow::Result<()> {
         CliCommand::Audit {
             action: AuditAction::Prune { before, dry_run },
         } => prune_audit(settings, before, dry_run).await?,
+        CliCommand::Chat {
+            action: ChatAction::Purge { dry_run },
+        } => purge_chat_sessions(settings, dry_run).await?,
         CliCommand::Bootstrap {
             tenant_name,
             subdomain,
@@ -136,6 +149,7 @@ async fn run(command: CliCommand, settings: Settings) -> anyhow::Result<()> {
             };
             bootstrap_tenant(settings, &bootstrap).await?;
         }
+        CliCommand::Legacy { action } => crate::legacy::directory::run(settings, action).await?,
         CliCommand::OperatorToken { name } => {
             let Some(secret) = &settings.auth.jwt_secret else {
                 anyhow::bail!(
@@ -305,6 +319,63 @@ fn audit_entries(count: i64) -> String {
         1 => "1 audit entry".to_string(),
         _ => format!("{count} audit entries"),
     }
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum ChatAction {
+    /// Delete chat sessions of every tenant that were soft-deleted longer ago than
+    /// chat.session_retention, with their messages, and print how many.
+    Purge {
+        /// Print how many sessions would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Sessions that one round of `ally chat purge` deletes at most. Each session takes its
+/// messages with it, so batches stay smaller than those of `ally audit prune`.
+const PURGE_SESSION_BATCH: i64 = 1_000;
+
+async fn purge_chat_sessions(settings: Settings, dry_run: bool) -> anyhow::Result<()> {
+    if settings.chat.session_retention.is_zero() {
+        println!("nothing to do: chat.session_retention is 0, which keeps deleted sessions");
+        return Ok(());
+    }
+    let retention = chrono::Duration::from_std(settings.chat.session_retention)?;
+    let Some(cutoff) = crate::models::now().checked_sub_signed(retention) else {
+        println!("nothing to do: no session was deleted before chat.session_retention");
+        return Ok(());
+    };
+    let cutoff_text = cutoff.and_utc().to_rfc3339();
+    let options = PoolOptions {
+        max_connections: 1,
+        ..PoolOptions::from(&settings.database)
+    };
+    let database = Database::connect(settings.database_url()?, &options).await?;
+    let mut conn = database.write().await?;
+
+    if dry_run {
+        let count = crate::repo::chat_sessions::count_deleted_before(&mut conn, cutoff).await?;
+        println!("would delete {count} chat session(s) deleted before {cutoff_text}");
+        return Ok(());
+    }
+    // Each session is deleted in its own statement, so an interrupted purge keeps what it
+    // deleted and a second run continues.
+    let mut deleted = 0;
+    loop {
+        let batch = crate::repo::chat_sessions::purge_deleted_before(
+            &mut conn,
+            cutoff,
+            PURGE_SESSION_BATCH,
+        )
+        .await?;
+        deleted += batch;
+        if (batch as i64) < PURGE_SESSION_BATCH {
+            break;
+        }
+    }
+    println!("deleted {deleted} chat session(s) deleted before {cutoff_text}");
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -7,10 +7,13 @@
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod grpc;
+pub mod legacy;
 pub mod models;
 pub mod plans;
 pub mod proto;

@@ -325,10 +325,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Earlier contents of edited messages, one row per replaced version.
+    message_revisions (tenant_id, id) {
+        #[max_length = 36]
+        tenant_id -> Text,
+        #[max_length = 36]
+        id -> Text,
+        #[max_length = 36]
+        message_id -> Text,
+        /// The version the content had before the edit replaced it.
+        version -> Integer,
+        /// MySQL `MEDIUMTEXT`: at most 16 MiB of UTF-8.
+        content -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(configurations -> tenants (tenant_id));
 diesel::joinable!(chat_sessions -> tenants (tenant_id));
 diesel::joinable!(messages -> tenants (tenant_id));
+diesel::joinable!(message_revisions -> tenants (tenant_id));
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(audit_logs -> tenants (tenant_id));
 diesel::joinable!(client_configurations -> tenants (tenant_id));
@@ -341,6 +359,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     configurations,
     chat_sessions,
     messages,
+    message_revisions,
     api_keys,
     audit_logs,
     client_configurations,

@@ -1,15 +1,15 @@
 //! Access tokens from an external OpenID Connect issuer, such as Microsoft Entra ID.
 //!
-//! The issuer's public keys come from a JWKS document, read from a file at start-up or fetched
-//! from a URL at start-up and again when a token names a key id not seen yet (the issuer
-//! rotated its keys), at most once a minute. Only
-//! asymmetric keys are accepted, and a token's `alg` must belong to the family of the key its
-//! `kid` names, so an HMAC token can never be checked against a public key. The token must have
-//! the configured issuer and audience, and a valid `exp` and `nbf`.
+//! The issuer's public keys come from a JWKS document, read from a file or fetched from a URL at
+//! start-up. A URL is fetched again, at most once a minute, when a token names a key id not seen
+//! yet, because the issuer rotated its keys. Only asymmetric keys are accepted, and a token's
+//! `alg` must belong to the family of the key its `kid` names, so an HMAC token can never be
+//! checked against a public key. The token must have the configured issuer and audience, and a
+//! valid `exp` and `nbf`.
 //!
 //! A verified token names an Ally user through its email claim, looked up inside the tenant
 //! that the tenant claim maps to. The user's role comes from Ally's database. A role claim
-//! that the role map maps to `operator` makes the caller a platform operator instead.
+//! listed in `operator_roles` makes the caller a platform operator instead.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ fn default_role_claim() -> String {
 #[error("{0}")]
 pub struct OidcError(String);
 
-/// What a verified external token says about its holder.
+/// The holder of a verified external token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExternalIdentity {
     /// A platform operator, named by the token's subject.

@@ -40,7 +40,7 @@ const fn rule(method: &'static str, access: Access, scope: &'static str) -> Rule
 }
 
 use Access::{Operator, OperatorOrTenant, Public, Tenant};
-use Role::{Admin, Viewer};
+use Role::{Admin, Member, Viewer};
 
 /// Every RPC the server offers and who may call it.
 pub const RULES: &[Rule] = &[
@@ -160,6 +160,137 @@ pub const RULES: &[Rule] = &[
         "/ally.v1.AuditService/ExportAuditEntries",
         OperatorOrTenant(Admin),
         "audit.read",
+    ),
+    // Chat: viewers read their own sessions, members and above also write them. The handlers
+    // let admins and owners read every session of the tenant.
+    rule(
+        "/ally.v1.ChatService/CreateSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/GetSession",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/ListSessions",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/UpdateSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/DeleteSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/UndeleteSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/SearchSessions",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/AddMessage",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/ListMessages",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/GetMessage",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/EditMessage",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/ListMessageRevisions",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/DeleteMessage",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/ShareSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
+        "/ally.v1.ChatService/GetSharedSession",
+        Tenant(Viewer),
+        "chat.read",
+    ),
+    rule(
+        "/ally.v1.ChatService/UnshareSession",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule("/ally.v1.ChatService/Watch", Tenant(Viewer), "chat.read"),
+    rule(
+        "/ally.v1.ConfigurationService/GetConfiguration",
+        Tenant(Viewer),
+        "configurations.read",
+    ),
+    rule(
+        "/ally.v1.ConfigurationService/UpdateConfiguration",
+        Tenant(Admin),
+        "configurations.write",
+    ),
+    rule(
+        "/ally.v1.ConfigurationService/ListConfigurationRevisions",
+        Tenant(Viewer),
+        "configurations.read",
+    ),
+    rule(
+        "/ally.v1.ConfigurationService/RollbackConfiguration",
+        Tenant(Admin),
+        "configurations.write",
+    ),
+    rule(
+        "/ally.v1.ConfigurationService/DeleteConfiguration",
+        Tenant(Admin),
+        "configurations.write",
+    ),
+    // Legacy client configurations: any role reads them (the handlers return original texts,
+    // which often contain secrets, to admins and owners only); admins and owners import and
+    // migrate.
+    rule(
+        "/ally.v1.ClientConfigurationService/ImportClientConfiguration",
+        Tenant(Admin),
+        "legacy.write",
+    ),
+    rule(
+        "/ally.v1.ClientConfigurationService/MigrateClientConfiguration",
+        Tenant(Admin),
+        "legacy.write",
+    ),
+    rule(
+        "/ally.v1.ClientConfigurationService/GetClientConfiguration",
+        Tenant(Viewer),
+        "legacy.read",
+    ),
+    rule(
+        "/ally.v1.ClientConfigurationService/ListClientConfigurations",
+        Tenant(Viewer),
+        "legacy.read",
     ),
 ];
 

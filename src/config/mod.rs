@@ -72,6 +72,43 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub auth: AuthSettings,
     pub audit: AuditSettings,
+    pub cache: CacheSettings,
+    pub chat: ChatSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// Age after which `ally chat purge` deletes soft-deleted chat sessions with their messages.
+    /// Zero keeps them forever. The server itself never purges.
+    #[serde(with = "humantime_serde")]
+    pub session_retention: Duration,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            session_retention: Duration::from_secs(30 * 24 * 60 * 60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Lifetime of cached configuration documents, in the in-process cache and in Redis. A
+    /// change made through another server without Redis, or whose invalidation message was
+    /// lost, shows here after at most this long.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            ttl: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -203,6 +240,8 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             auth: AuthSettings::default(),
             audit: AuditSettings::default(),
+            cache: CacheSettings::default(),
+            chat: ChatSettings::default(),
         }
     }
 }
@@ -323,6 +362,12 @@ impl Settings {
         if database.connect_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "database.connect_timeout",
+                "must be longer than zero",
+            ));
+        }
+        if self.cache.ttl.is_zero() {
+            return Err(ConfigError::invalid(
+                "cache.ttl",
                 "must be longer than zero",
             ));
         }

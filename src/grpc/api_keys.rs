@@ -29,6 +29,12 @@ pub const SCOPES: &[&str] = &[
     "api_keys.read",
     "api_keys.write",
     "audit.read",
+    "chat.read",
+    "chat.write",
+    "configurations.read",
+    "configurations.write",
+    "legacy.read",
+    "legacy.write",
 ];
 
 /// The `request_ids.method` of CreateApiKey retries.

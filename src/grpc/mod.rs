@@ -3,6 +3,9 @@
 pub mod api_keys;
 pub mod audit_service;
 pub mod auth_service;
+pub mod chat;
+pub mod client_configurations;
+pub mod configurations;
 pub mod convert;
 pub mod error;
 pub mod paging;

@@ -126,3 +126,27 @@ pub async fn revisions(
         .load(conn)
         .await
 }
+
+/// Marks the active version of a configuration type deleted, unless it already is. Returns
+/// whether a row changed.
+pub async fn mark_deleted(
+    conn: &mut DbConnection,
+    tenant_id: &str,
+    config_type: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        configurations::table
+            .filter(configurations::tenant_id.eq(tenant_id))
+            .filter(configurations::config_type.eq(config_type))
+            .filter(configurations::is_active.eq(true))
+            .filter(configurations::deleted_at.is_null()),
+    )
+    .set((
+        configurations::deleted_at.eq(now),
+        configurations::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(changed > 0)
+}

@@ -6,8 +6,11 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod chat_sessions;
+pub mod client_configurations;
 pub mod configurations;
 pub mod email_verifications;
+pub mod messages;
 pub mod refresh_tokens;
 pub mod request_ids;
 pub mod tenants;

@@ -19,17 +19,24 @@ use tracing::{error, info, warn};
 use crate::auth::jwt::TokenKeys;
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::{ApiKeyUsage, Authenticator, TenantLayer, secret_token};
+use crate::cache::{ConfigCache, RedisLink};
 use crate::config::{Environment, Settings};
 use crate::db::migrations::{self, Command, MigrationError};
 use crate::db::{Database, DbError, PoolOptions};
 use crate::grpc::api_keys::ApiKeyApi;
 use crate::grpc::audit_service::AuditApi;
 use crate::grpc::auth_service::AuthApi;
+use crate::grpc::chat::ChatApi;
+use crate::grpc::client_configurations::ClientConfigurationApi;
+use crate::grpc::configurations::ConfigurationApi;
 use crate::grpc::tenants::TenantApi;
 use crate::grpc::users::UserApi;
 use crate::proto::ally::v1::api_key_service_server::ApiKeyServiceServer;
 use crate::proto::ally::v1::audit_service_server::AuditServiceServer;
 use crate::proto::ally::v1::auth_service_server::AuthServiceServer;
+use crate::proto::ally::v1::chat_service_server::ChatServiceServer;
+use crate::proto::ally::v1::client_configuration_service_server::ClientConfigurationServiceServer;
+use crate::proto::ally::v1::configuration_service_server::ConfigurationServiceServer;
 use crate::proto::ally::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::ally::v1::user_service_server::UserServiceServer;
 
@@ -56,6 +63,10 @@ pub enum ServeError {
     Oidc(#[from] crate::auth::oidc::OidcError),
     #[error("invalid token settings: {0}")]
     Tokens(#[from] crate::auth::jwt::TokenError),
+    #[error(transparent)]
+    Redis(#[from] crate::cache::InvalidRedisUrl),
+    #[error(transparent)]
+    Events(#[from] crate::events::EventBusError),
     #[error("binding {address} failed: {source}")]
     Bind {
         address: SocketAddr,
@@ -161,6 +172,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
     ));
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let events = crate::events::EventBus::new(settings.redis.url.as_ref())?;
     let usage_task = {
         let usage = usage.clone();
         let database = database.clone();
@@ -174,6 +186,14 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         settings.database.health_check_interval,
     );
     let health_task = tokio::spawn(monitor.run(shutdown.subscribe()));
+    let redis = match &settings.redis.url {
+        Some(url) => Some(RedisLink::new(secrecy::ExposeSecret::expose_secret(url))?),
+        None => None,
+    };
+    let config_cache = ConfigCache::new(settings.cache.ttl, redis);
+    let cache_task = config_cache
+        .subscriber(shutdown.subscribe())
+        .map(tokio::spawn);
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -204,6 +224,18 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             settings.auth.clone(),
         )))
         .add_service(TenantServiceServer::new(TenantApi::new(database.clone())))
+        .add_service(ChatServiceServer::new(ChatApi::new(
+            database.clone(),
+            events,
+            shutdown.subscribe(),
+        )))
+        .add_service(ClientConfigurationServiceServer::new(
+            ClientConfigurationApi::new(database.clone(), config_cache.clone()),
+        ))
+        .add_service(ConfigurationServiceServer::new(ConfigurationApi::new(
+            database.clone(),
+            config_cache,
+        )))
         .add_service(UserServiceServer::new(UserApi::new(
             database.clone(),
             &settings.auth,
@@ -222,6 +254,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         };
         let result = router.serve_with_incoming_shutdown(incoming, stop).await;
         health_task.abort();
+        if let Some(cache_task) = cache_task
+            && let Err(error) = cache_task.await
+        {
+            error!(error = %error, "the cache invalidation task failed");
+        }
         if let Err(error) = usage_task.await {
             error!(error = %error, "the API key usage task failed");
         }

@@ -144,9 +144,116 @@ const MATRIX: &[(&str, [bool; 6])] = &[
         "/ally.v1.AuditService/ExportAuditEntries",
         [false, false, true, true, true, false],
     ),
+    (
+        "/ally.v1.ChatService/CreateSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/GetSession",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/ListSessions",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/UpdateSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/DeleteSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/UndeleteSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/SearchSessions",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/AddMessage",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/ListMessages",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/GetMessage",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/EditMessage",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/ListMessageRevisions",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/DeleteMessage",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/ShareSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/GetSharedSession",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/UnshareSession",
+        [false, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ChatService/Watch",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ConfigurationService/GetConfiguration",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ConfigurationService/UpdateConfiguration",
+        [false, false, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ConfigurationService/ListConfigurationRevisions",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ConfigurationService/RollbackConfiguration",
+        [false, false, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ConfigurationService/DeleteConfiguration",
+        [false, false, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ClientConfigurationService/ImportClientConfiguration",
+        [false, false, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ClientConfigurationService/MigrateClientConfiguration",
+        [false, false, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ClientConfigurationService/GetClientConfiguration",
+        [true, true, true, true, false, false],
+    ),
+    (
+        "/ally.v1.ClientConfigurationService/ListClientConfigurations",
+        [true, true, true, true, false, false],
+    ),
 ];
 
-const STREAMING: &[&str] = &["/ally.v1.AuditService/ExportAuditEntries"];
+const STREAMING: &[&str] = &[
+    "/ally.v1.AuditService/ExportAuditEntries",
+    "/ally.v1.ChatService/Watch",
+];
 
 /// Sends an empty request to `method` and returns the status code, OK included.
 async fn call(channel: &Channel, credential: &Credential, method: &'static str) -> Code {

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod clients;
 pub mod private_mariadb;
+pub mod private_redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

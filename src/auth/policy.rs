@@ -1,4 +1,4 @@
-//! The one table that says who may call which RPC.
+//! The one table that sets who may call which RPC.
 //!
 //! The tenant layer looks up every call here before any handler runs. An RPC missing from the
 //! table is rejected, so a new RPC stays unreachable until it has a rule. Rules give the least
@@ -7,7 +7,7 @@
 
 use super::Role;
 
-/// Who may make a call.
+/// The callers a rule admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Anyone; no credential is read.

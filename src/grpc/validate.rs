@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use super::ApiError;
 use crate::auth::password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
-/// A required free-text field of 1 to `max` characters, trimmed.
+/// Checks a required free-text field of 1 to `max` characters and returns it trimmed.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
@@ -15,7 +15,8 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     optional_text(field, trimmed, max).map(|v| v.unwrap_or_default())
 }
 
-/// An optional free-text field of at most `max` characters, trimmed; empty means unset.
+/// Checks an optional free-text field of at most `max` characters and returns it trimmed, or
+/// `None` when it is empty.
 pub fn optional_text(field: &str, value: &str, max: usize) -> Result<Option<String>, ApiError> {
     let trimmed = value.trim();
     if trimmed.chars().count() > max {
@@ -33,8 +34,9 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<Option<Stri
     Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
 }
 
-/// An email address, lowercased and trimmed. The check is deliberately loose (one `@`, no
-/// spaces, a dot in the domain): only a sent message proves an address works.
+/// Checks an email address and returns it lowercased and trimmed. The check is deliberately
+/// loose (one `@`, no spaces, a dot in the domain), because only a sent message proves that an
+/// address works.
 pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
     let email = value.trim().to_lowercase();
     if email.is_empty() {
@@ -60,7 +62,7 @@ pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(email)
 }
 
-/// A new password: 12 characters to 1024 bytes.
+/// Checks a new password: 12 characters to 1024 bytes.
 pub fn new_password(field: &str, value: &str) -> Result<SecretString, ApiError> {
     if value.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError::invalid(
@@ -77,7 +79,8 @@ pub fn new_password(field: &str, value: &str) -> Result<SecretString, ApiError> 
     Ok(SecretString::from(value.to_string()))
 }
 
-/// A DNS host name such as `chat.example.com`, lowercased; empty means unset.
+/// Checks a DNS host name such as `chat.example.com` and returns it lowercased, or `None` when
+/// it is empty.
 pub fn domain(field: &str, value: &str) -> Result<Option<String>, ApiError> {
     let domain = value.trim().trim_end_matches('.').to_ascii_lowercase();
     if domain.is_empty() {
@@ -92,7 +95,8 @@ pub fn domain(field: &str, value: &str) -> Result<Option<String>, ApiError> {
     Ok(Some(domain))
 }
 
-/// A single DNS label such as `acme`, lowercased; empty means unset.
+/// Checks a single DNS label such as `acme` and returns it lowercased, or `None` when it is
+/// empty.
 pub fn subdomain(field: &str, value: &str) -> Result<Option<String>, ApiError> {
     let label = value.trim().to_ascii_lowercase();
     if label.is_empty() {
@@ -118,7 +122,7 @@ fn is_label(label: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// An optional client idempotency key: 1 to 128 printable ASCII characters.
+/// Checks an optional client idempotency key of 1 to 128 printable ASCII characters.
 pub fn request_id(field: &str, value: &str) -> Result<Option<String>, ApiError> {
     if value.is_empty() {
         return Ok(None);
@@ -132,7 +136,7 @@ pub fn request_id(field: &str, value: &str) -> Result<Option<String>, ApiError> 
     Ok(Some(value.to_string()))
 }
 
-/// A resource id: a UUID in its hyphenated lowercase form.
+/// Checks a resource id: a UUID in its hyphenated lowercase form.
 pub fn id(field: &str, value: &str) -> Result<String, ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));

@@ -35,7 +35,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// A change made by the caller, such as `user.created`.
+    /// Creates an event for a change made by the caller, such as `user.created`.
     pub fn change(event_type: &'static str) -> AuditEvent {
         AuditEvent {
             event_type,
@@ -46,7 +46,7 @@ impl AuditEvent {
         }
     }
 
-    /// A security event, such as a failed login or a denied call.
+    /// Creates a security event, such as a failed login or a denied call.
     pub fn security(event_type: &'static str) -> AuditEvent {
         AuditEvent {
             severity: Severity::Warning,

@@ -18,7 +18,7 @@ use crate::schema;
 /// File under the data folder that receives the owner key of an automatic bootstrap.
 pub const KEY_FILE: &str = "bootstrap-owner-key.txt";
 
-/// What to create.
+/// The tenant and owner to create.
 #[derive(Clone, Debug)]
 pub struct Bootstrap {
     pub tenant_name: String,

@@ -39,7 +39,7 @@ impl Plan {
         }
     }
 
-    /// The plan's quotas. The table in `proto/ally/v1/tenant.proto` (`PlanQuotas`) documents
+    /// Returns the plan's quotas. The table in `proto/ally/v1/tenant.proto` (`PlanQuotas`) documents
     /// the same numbers for clients; change both together.
     pub fn quotas(self) -> Quotas {
         let limits = |users, sessions, messages, keys, rps| Quotas {

@@ -16,7 +16,7 @@ pub struct NewApiKey {
     pub key_id: String,
     /// The full key to hand to the caller once.
     pub full_key: String,
-    /// What the database stores instead of the secret.
+    /// The hash the database stores instead of the secret.
     pub secret_hash: String,
 }
 

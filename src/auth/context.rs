@@ -1,8 +1,8 @@
-//! What a handler knows about the call it serves.
+//! The request context: the resolved caller of the call a handler serves.
 
 use super::Role;
 
-/// Who made a call.
+/// The caller of a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// A user signed in with an access token.
@@ -65,7 +65,7 @@ impl RequestContext {
         }
     }
 
-    /// Returns whether the caller holds at least `role` in their tenant.
+    /// Returns whether the caller has at least `role` in their tenant.
     pub fn has_role(&self, role: Role) -> bool {
         self.role.is_some_and(|own| own >= role)
     }

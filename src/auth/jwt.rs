@@ -100,7 +100,7 @@ impl TokenKeys {
         })
     }
 
-    /// How long issued tokens stay valid.
+    /// Returns how long issued tokens stay valid.
     pub fn lifetime(&self) -> Duration {
         self.lifetime
     }

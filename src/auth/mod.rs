@@ -1,5 +1,5 @@
-//! Who is calling and what they may do: credentials, roles, and the tenant layer that resolves
-//! both before any handler runs.
+//! Authentication and authorization: credentials, roles, and the tenant layer that resolves
+//! the caller and checks the policy before any handler runs.
 
 pub mod api_key;
 mod authenticate;

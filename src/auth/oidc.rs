@@ -330,7 +330,7 @@ fn parse_key_set(text: &str) -> Result<KeySet, OidcError> {
     }
     if keys.is_empty() {
         return Err(OidcError(
-            "the JWKS document holds no asymmetric key with a kid".into(),
+            "the JWKS document contains no asymmetric key with a kid".into(),
         ));
     }
     Ok(keys)

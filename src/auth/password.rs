@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Shortest password accepted for a new or changed password.
 pub const MIN_PASSWORD_CHARS: usize = 12;
-/// Longest password accepted, which bounds the hashing work one request can cause.
+/// Maximum password length in bytes, which bounds the hashing work one request can cause.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// A failure of the hashing itself, not a wrong password.

@@ -269,9 +269,9 @@ pub const RULES: &[Rule] = &[
         Tenant(Admin),
         "configurations.write",
     ),
-    // Legacy client configurations: any role reads them (the handlers return original texts,
-    // which often contain secrets, to admins and owners only); admins and owners import and
-    // migrate.
+    // Legacy client configurations: any role reads them, and admins and owners import and
+    // migrate. Handlers return the original texts to admins and owners only, because they
+    // often contain secrets.
     rule(
         "/ally.v1.ClientConfigurationService/ImportClientConfiguration",
         Tenant(Admin),

@@ -13,7 +13,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The name stored in the database and in token claims.
+    /// Returns the name stored in the database and in token claims.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",

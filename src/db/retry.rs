@@ -17,7 +17,7 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// at random so that colliding writers spread out.
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 
-/// Errors that can say whether they are worth a retry.
+/// Errors that report whether a retry may succeed.
 pub trait Transient {
     fn is_transient(&self) -> bool;
 }

@@ -70,7 +70,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// One invalid field, for example `("email", "must contain @")`.
+    /// Builds an INVALID_ARGUMENT error for one field, for example `("email", "must contain @")`.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApiError {
         ApiError::InvalidArgument(vec![FieldViolation::new(field, description)])
     }

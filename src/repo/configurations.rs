@@ -44,7 +44,7 @@ pub async fn version(
         .optional()
 }
 
-/// What a new version holds.
+/// The contents of a new configuration version.
 #[derive(Clone, Debug)]
 pub struct NewVersion<'a> {
     pub tenant_id: &'a str,

@@ -1,5 +1,5 @@
-//! Tenant isolation across services: a caller of tenant A who names tenant B's resources gets
-//! NOT_FOUND (or an invalid result) and nothing of B changes; lists show only A's rows.
+//! Tenant isolation across services. A caller of tenant A who names tenant B's resources gets
+//! NOT_FOUND (or an invalid result), and nothing of B changes. Lists show only A's rows.
 
 use ally::proto::ally::v1 as pb;
 use tonic::{Code, Status};

@@ -1,5 +1,5 @@
 //! Every protected RPC called by every kind of caller: allowed or PERMISSION_DENIED exactly as
-//! the roles table in docs/authentication.md says.
+//! the roles table in docs/authentication.md sets.
 //!
 //! Each call sends an empty request message, which the server decodes as a request with every
 //! field at its default. An allowed call may then fail for other reasons (a missing field, an

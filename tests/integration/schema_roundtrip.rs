@@ -187,7 +187,7 @@ fn full_rows(tenant_id: &str) -> Rows {
     }
 }
 
-/// The same rows with every nullable column empty and every flag at its other value.
+/// Builds the same rows with every nullable column empty and every flag at its other value.
 fn sparse_rows(tenant_id: &str) -> Rows {
     let mut rows = full_rows(tenant_id);
     rows.tenant.domain = None;

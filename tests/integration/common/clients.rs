@@ -30,7 +30,7 @@ impl Credential {
         }
     }
 
-    /// An operator token signed with the test servers' secret.
+    /// Builds an operator token signed with the test servers' secret.
     pub fn operator() -> Credential {
         let token = test_token_keys()
             .issue_operator("test-operator")
@@ -40,7 +40,7 @@ impl Credential {
 }
 
 impl Credential {
-    /// An access token for user `user_id` of `tenant_id` with `role` (`owner`, `admin`,
+    /// Builds an access token for user `user_id` of `tenant_id` with `role` (`owner`, `admin`,
     /// `member` or `viewer`), signed with the test servers' secret. The user row must exist
     /// for calls that load it.
     pub fn user(tenant_id: &str, user_id: &str, role: &str) -> Credential {
@@ -98,7 +98,7 @@ pub fn audit(
     pb::audit_service_client::AuditServiceClient::with_interceptor(channel.clone(), credential)
 }
 
-/// An AuthService client that sends no credential, as Login needs none.
+/// Builds an AuthService client that sends no credential, because Login needs none.
 pub fn auth(channel: &Channel) -> pb::auth_service_client::AuthServiceClient<Channel> {
     pb::auth_service_client::AuthServiceClient::new(channel.clone())
 }

@@ -81,7 +81,7 @@ impl TestDatabase {
         }
     }
 
-    /// A folder that lives as long as this database, for files a test writes.
+    /// Returns a folder that lives as long as this database, for files a test writes.
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
     }

@@ -14,7 +14,7 @@ use super::certs::TlsFiles;
 /// Password of the `ally` account on private servers.
 pub const PASSWORD: &str = "s3cret;pass=word'\"";
 
-/// A data folder initialised once per test process and copied for each server, because
+/// Returns a data folder initialised once per test process and copied for each server, because
 /// `mariadb-install-db` takes seconds.
 fn template() -> &'static Path {
     static TEMPLATE: OnceLock<TempDir> = OnceLock::new();
@@ -204,7 +204,7 @@ impl Drop for PrivateMariadb {
     }
 }
 
-/// A port that was free a moment ago.
+/// Returns a port that was free a moment ago.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

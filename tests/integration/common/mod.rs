@@ -5,6 +5,7 @@ pub mod certs;
 pub mod clients;
 pub mod private_mariadb;
 pub mod private_redis;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -19,6 +19,8 @@ mod migrations;
 mod oidc;
 mod outage;
 mod pool;
+mod python_client;
+mod readme_session;
 mod role_matrix;
 mod schema_roundtrip;
 mod server;

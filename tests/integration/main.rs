@@ -10,6 +10,7 @@ mod auth;
 mod auth_tokens;
 mod bootstrap;
 mod chat;
+mod chat_import;
 mod chat_purge;
 mod chat_redis_harness;
 mod client_configurations;

@@ -22,8 +22,8 @@ pub const MAX_DEPTH: usize = 10_000;
 /// The parser recurses once per nesting level, so call it on a thread with a stack of at least
 /// [`super::PARSE_STACK_BYTES`].
 pub fn parse(data: &[u8]) -> Result<Value, ParseError> {
-    // serde_json keeps the last of repeated keys without a word, which would lose a node of a
-    // ChatGPT `mapping`. This first pass rejects them with their position.
+    // serde_json silently keeps the last of repeated keys, which would lose a node of a ChatGPT
+    // `mapping`. This first pass rejects them with their position.
     let mut checker = serde_json::Deserializer::from_slice(data);
     checker.disable_recursion_limit();
     checker
@@ -40,7 +40,8 @@ pub fn parse(data: &[u8]) -> Result<Value, ParseError> {
 
 fn syntax_error(error: serde_json::Error) -> ParseError {
     let text = error.to_string();
-    // serde_json appends " at line L column C" to its message; the position goes first here.
+    // serde_json appends " at line L column C" to its message, and ParseError puts the
+    // position first instead.
     let reason = match text.rfind(" at line ") {
         Some(end) => text[..end].to_string(),
         None => text,

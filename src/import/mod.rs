@@ -34,7 +34,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// The name stored in metadata and accepted by `ally import conversations --format`.
+    /// Returns the name stored in metadata and accepted by `ally import conversations --format`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::ChatGpt => "chatgpt",
@@ -70,8 +70,8 @@ pub struct Export {
 }
 
 /// Parses an export file. With `format` unset, the format is detected from the JSON shape.
-/// Runs on the calling thread, which needs a stack of [`PARSE_STACK_BYTES`]; see
-/// [`parse_on_own_thread`].
+/// Runs on the calling thread, which needs a stack of [`PARSE_STACK_BYTES`], as
+/// [`parse_on_own_thread`] provides.
 pub fn parse(
     data: &[u8],
     format: Option<Format>,

@@ -1,8 +1,8 @@
 //! Storing parsed conversations as chat sessions of one user, all in one transaction.
 //!
 //! Ids are derived from the ids in the file, so a second import of the same conversation finds
-//! its session and messages and stores only what is new: a session's id is a hash of the
-//! tenant, the user, the format and the conversation id, and a message's id a hash of its
+//! its session and messages and stores only what is new. A session's id is a hash of the
+//! tenant, the user, the format and the conversation id. A message's id is a hash of its
 //! session id and its id in the file. Both are UUIDv8 strings.
 
 use std::collections::{HashMap, HashSet};
@@ -23,7 +23,7 @@ use crate::models::{self, ChatSession, Message};
 use crate::plans::Plan;
 use crate::repo;
 
-/// What one import stored.
+/// Counts of one import, and the outcome of each conversation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub conversations_imported: usize,
@@ -36,7 +36,7 @@ pub struct Summary {
     pub conversations: Vec<Outcome>,
 }
 
-/// What one import did with one conversation.
+/// The outcome of importing one conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub session_id: String,

@@ -11,11 +11,11 @@ use super::json::invalid;
 
 /// Largest message content, 1 MiB of UTF-8, the same limit as AddMessage.
 pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
-/// Longest session title, in characters (the column is `VARCHAR(500)`).
+/// Maximum session title length, in characters (the column is `VARCHAR(500)`).
 const MAX_TITLE_CHARS: usize = 500;
-/// Longest model name, in characters (the column is `VARCHAR(255)`).
+/// Maximum model name length, in characters (the column is `VARCHAR(255)`).
 const MAX_MODEL_CHARS: usize = 255;
-/// Longest content type and finish reason, in characters (the columns are `VARCHAR(64)`).
+/// Maximum content type and finish reason length, in characters (the columns are `VARCHAR(64)`).
 const MAX_SHORT_CHARS: usize = 64;
 
 /// A conversation as a format parser read it, before the shared checks.
@@ -343,7 +343,7 @@ fn nearest_kept_ancestors(parent_of: &[Option<usize>], kept: &[bool]) -> Vec<Opt
                 }
             }
         };
-        // Every node of the chain below a skipped node shares its answer.
+        // Every node of the chain below a skipped node has the same nearest kept ancestor.
         for node in chain {
             result[node] = Some(answer);
         }

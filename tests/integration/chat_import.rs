@@ -1,13 +1,13 @@
 //! ChatService.ImportConversations through the generated client, and `ally import
 //! conversations` through the binary, on both backends.
 //!
-//! The expected figures for the files in tests/fixtures/exports were computed from the files
-//! with a separate Python 3 pass while writing these tests: `json.load` the file, count per
-//! conversation the `mapping` nodes that have a `message` and lack
+//! The expected figures for the files in tests/fixtures/exports come from a separate Python 3
+//! pass over the files, written while writing these tests. It loaded each file with
+//! `json.load` and counted per conversation the `mapping` nodes that have a `message` without
 //! `metadata.is_visually_hidden_from_conversation` (ChatGPT), the entries of
-//! `chat.history.messages` (Open WebUI) or the nodes of `messagesTree` (LibreChat), and format
-//! the times with `datetime.fromtimestamp(t, timezone.utc)` (Unix seconds) or copy them from
-//! the file (ISO 8601).
+//! `chat.history.messages` (Open WebUI) or the nodes of `messagesTree` (LibreChat). It
+//! formatted Unix times with `datetime.fromtimestamp(t, timezone.utc)` and copied ISO 8601
+//! times from the file.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -58,7 +58,7 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|error| panic!("reading {path} failed: {error}"))
 }
 
-/// Starts a server and creates a tenant; returns the server, tenant id and owner id.
+/// Starts a server and creates a tenant. Returns the server, the tenant id and the owner id.
 async fn setup(backend: TestBackend) -> (TestServer, String, String) {
     let test = TestServer::start(backend).await;
     let created = create_tenant(&test.channel, "Importers", "importers").await;

@@ -61,6 +61,11 @@ pub enum CliCommand {
         #[arg(long, default_value = "Owner")]
         owner_name: String,
     },
+    /// Import conversations exported from other chat products.
+    Import {
+        #[command(subcommand)]
+        action: crate::import::command::ImportAction,
+    },
     /// Import configuration files of the earlier Python platform.
     Legacy {
         #[command(subcommand)]
@@ -150,6 +155,7 @@ async fn run(command: CliCommand, settings: Settings) -> anyhow::Result<()> {
             bootstrap_tenant(settings, &bootstrap).await?;
         }
         CliCommand::Legacy { action } => crate::legacy::directory::run(settings, action).await?,
+        CliCommand::Import { action } => crate::import::command::run(settings, action).await?,
         CliCommand::OperatorToken { name } => {
             let Some(secret) = &settings.auth.jwt_secret else {
                 anyhow::bail!(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod grpc;
+pub mod import;
 pub mod legacy;
 pub mod models;
 pub mod plans;

@@ -245,6 +245,11 @@ pub const RULES: &[Rule] = &[
     ),
     rule("/ally.v1.ChatService/Watch", Tenant(Viewer), "chat.read"),
     rule(
+        "/ally.v1.ChatService/ImportConversations",
+        Tenant(Member),
+        "chat.write",
+    ),
+    rule(
         "/ally.v1.ConfigurationService/GetConfiguration",
         Tenant(Viewer),
         "configurations.read",

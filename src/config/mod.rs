@@ -83,12 +83,16 @@ pub struct ChatSettings {
     /// Zero keeps them forever. The server itself never purges.
     #[serde(with = "humantime_serde")]
     pub session_retention: Duration,
+    /// Largest export file that `ChatService.ImportConversations` and `ally import
+    /// conversations` accept, in bytes.
+    pub import_max_bytes: usize,
 }
 
 impl Default for ChatSettings {
     fn default() -> Self {
         ChatSettings {
             session_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            import_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

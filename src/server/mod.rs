@@ -221,11 +221,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             settings.auth.clone(),
         )))
         .add_service(TenantServiceServer::new(TenantApi::new(database.clone())))
-        .add_service(ChatServiceServer::new(ChatApi::new(
-            database.clone(),
-            events,
-            shutdown.subscribe(),
-        )))
+        .add_service(ChatServiceServer::new(
+            ChatApi::new(database.clone(), events, shutdown.subscribe())
+                .with_import_max_bytes(settings.chat.import_max_bytes),
+        ))
         .add_service(ClientConfigurationServiceServer::new(
             ClientConfigurationApi::new(database.clone(), config_cache.clone()),
         ))

@@ -10,6 +10,7 @@ mod auth;
 mod auth_tokens;
 mod bootstrap;
 mod chat;
+mod chat_import;
 mod chat_purge;
 mod client_configurations;
 mod config_cache;

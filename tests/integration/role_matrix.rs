@@ -213,6 +213,10 @@ const MATRIX: &[(&str, [bool; 6])] = &[
         [true, true, true, true, false, false],
     ),
     (
+        "/ally.v1.ChatService/ImportConversations",
+        [false, true, true, true, false, false],
+    ),
+    (
         "/ally.v1.ConfigurationService/GetConfiguration",
         [true, true, true, true, false, false],
     ),
@@ -255,6 +259,9 @@ const STREAMING: &[&str] = &[
     "/ally.v1.ChatService/Watch",
 ];
 
+/// Client-streaming RPCs: the call sends a stream of one empty request message.
+const CLIENT_STREAMING: &[&str] = &["/ally.v1.ChatService/ImportConversations"];
+
 /// Sends an empty request to `method` and returns the status code, OK included.
 async fn call(channel: &Channel, credential: &Credential, method: &'static str) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
@@ -263,6 +270,14 @@ async fn call(channel: &Channel, credential: &Credential, method: &'static str) 
     credential.apply(&mut request);
     let path = PathAndQuery::from_static(method);
     let codec: ProstCodec<(), ()> = ProstCodec::default();
+    if CLIENT_STREAMING.contains(&method) {
+        let mut request = tonic::Request::new(tokio_stream::once(()));
+        credential.apply(&mut request);
+        return match grpc.client_streaming(request, path, codec).await {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+    }
     if STREAMING.contains(&method) {
         match grpc.server_streaming(request, path, codec).await {
             Ok(response) => {

@@ -164,8 +164,9 @@ pub(crate) async fn count_new_messages(
     Err(ApiError::QuotaExceeded {
         subject: "tenant:messages_per_month".into(),
         description: format!(
-            "the {} plan allows {} messages a calendar month (UTC) and the tenant created \
-             {created} this month; wait for the next month or upgrade the plan",
+            "the {} plan allows {} messages a calendar month (UTC), the tenant created \
+             {created} this month and the call adds {count}; wait for the next month or \
+             upgrade the plan",
             plan.as_str(),
             limit.unwrap_or(i64::MAX),
         ),

@@ -5,10 +5,13 @@
 //! read every session of the tenant. A session the caller may not read is NOT_FOUND, the same
 //! as one that does not exist.
 
+mod import;
 mod messages;
 mod sessions;
 mod sharing;
 mod watch;
+
+pub(crate) use self::messages::count_new_messages;
 
 use tokio::sync::watch as signal;
 use tonic::{Request, Response, Status};
@@ -32,6 +35,8 @@ pub struct ChatApi {
     events: EventBus,
     /// Becomes true when the server shuts down, which ends every Watch stream.
     shutdown: signal::Receiver<bool>,
+    /// Largest file ImportConversations accepts, in bytes.
+    import_max_bytes: usize,
 }
 
 impl ChatApi {
@@ -40,7 +45,14 @@ impl ChatApi {
             database,
             events,
             shutdown,
+            import_max_bytes: crate::config::ChatSettings::default().import_max_bytes,
         }
+    }
+
+    /// Sets the largest file ImportConversations accepts, in bytes.
+    pub fn with_import_max_bytes(mut self, max_bytes: usize) -> ChatApi {
+        self.import_max_bytes = max_bytes;
+        self
     }
 }
 
@@ -279,6 +291,15 @@ impl ChatService for ChatApi {
         request: Request<pb::UnshareSessionRequest>,
     ) -> Result<Response<pb::UnshareSessionResponse>, Status> {
         Ok(Response::new(self.unshare_session_impl(request).await?))
+    }
+
+    async fn import_conversations(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportConversationsRequest>>,
+    ) -> Result<Response<pb::ImportConversationsResponse>, Status> {
+        Ok(Response::new(
+            self.import_conversations_impl(request).await?,
+        ))
     }
 
     type WatchStream = watch::WatchStream;

@@ -25,7 +25,7 @@ from kubernetes_validate import utils as kv
 # Keys of the operator-created Secret that the manifests may reference.
 SECRET_NAME = "ally-secrets"
 SECRET_KEYS = {"database-url", "redis-url", "jwt-secret"}
-# Settings that hold credentials and so must never be in the generated ConfigMap.
+# Settings that contain credentials and so must never be in the generated ConfigMap.
 SECRET_SETTINGS = {
     "DATABASE_URL",
     "REDIS_URL",
@@ -75,7 +75,7 @@ def read_env_file(path, report):
             report.add(where, f"{key} is set twice")
         upper = key.upper()
         if upper in SECRET_SETTINGS or any(word in upper for word in SECRET_WORDS):
-            report.add(where, f"{key} holds a credential; take it from the Secret instead")
+            report.add(where, f"{key} contains a credential; take it from the Secret instead")
         data[key] = value
     return data
 

@@ -14,6 +14,7 @@ mod chat_purge;
 mod chat_redis_harness;
 mod client_configurations;
 mod configurations;
+mod deploy_settings;
 mod isolation;
 mod migrations;
 mod oidc;

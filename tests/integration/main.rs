@@ -15,6 +15,7 @@ mod chat_purge;
 mod client_configurations;
 mod config_cache;
 mod configurations;
+mod deploy_settings;
 mod isolation;
 mod migrations;
 mod oidc;

@@ -146,6 +146,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         "starting Ally {}",
         env!("CARGO_PKG_VERSION")
     );
+    // TLS files are checked before the database is touched, so a bad file fails fast.
+    let builder = limits::server_builder(&settings.server)?;
     let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
     prepare_schema(&database, settings.migrate_on_start()).await?;
     if settings.environment == Environment::Development {
@@ -222,7 +224,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         })?;
 
     let size = &settings.server.limits;
-    let router = limits::server_builder(&settings.server)?
+    let router = builder
         .layer(TenantLayer::new(authenticator))
         .add_service(sized!(health_service, size))
         .add_service(sized!(reflection_v1, size))

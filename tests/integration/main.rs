@@ -22,6 +22,7 @@ mod pool;
 mod role_matrix;
 mod schema_roundtrip;
 mod server;
+mod server_tls;
 mod shutdown;
 mod tenants;
 mod tls;

@@ -26,4 +26,5 @@ mod server_tls;
 mod shutdown;
 mod tenants;
 mod tls;
+mod transport_limits;
 mod users;

@@ -1,0 +1,132 @@
+//! The deliberate limits of `server.limits`: an oversized message or header fails with the code
+//! tonic and hyper give it, and other tenants are served normally at the same time.
+
+use std::time::Duration;
+
+use ally::proto::ally::v1 as pb;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+use crate::backend_tests;
+use crate::common::clients::{Credential, create_tenant, tenants, users};
+use crate::common::{TestBackend, TestServer};
+
+backend_tests!(oversized_message_rejected, oversized_header_rejected);
+
+/// Limits of the test servers: small enough that a test can pass them cheaply.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const MAX_HEADER_BYTES: u32 = 8 * 1024;
+
+async fn start(backend: TestBackend) -> TestServer {
+    TestServer::start_with(backend, |settings| {
+        settings.server.limits.max_decoding_message_size = MAX_MESSAGE_BYTES;
+        settings.server.limits.max_header_list_size = MAX_HEADER_BYTES;
+    })
+    .await
+}
+
+/// A tenant created through the API, with its owner's credential.
+struct Tenant {
+    id: String,
+    owner: Credential,
+}
+
+async fn tenant(test: &TestServer, subdomain: &str) -> Tenant {
+    let created = create_tenant(&test.channel, subdomain, subdomain).await;
+    let id = created.tenant.expect("tenant").id;
+    let owner_id = created.owner.expect("owner").id;
+    Tenant {
+        owner: Credential::user(&id, &owner_id, "owner"),
+        id,
+    }
+}
+
+fn new_user(email: &str, display_name: String) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        email: email.to_string(),
+        display_name,
+        role: pb::Role::Member.into(),
+        password: "correct horse battery staple".into(),
+        ..Default::default()
+    }
+}
+
+/// Makes 20 calls as `tenant`, 5 ms apart, and returns the failed ones.
+async fn steady_calls(test: &TestServer, tenant: &Tenant) -> Vec<tonic::Status> {
+    let mut client = tenants(&test.channel, tenant.owner.clone());
+    let mut failures = Vec::new();
+    for _ in 0..20 {
+        if let Err(status) = client.get_tenant(pb::GetTenantRequest::default()).await {
+            failures.push(status);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    failures
+}
+
+async fn user_count(test: &TestServer, tenant: &Tenant) -> usize {
+    users(&test.channel, tenant.owner.clone())
+        .list_users(pb::ListUsersRequest::default())
+        .await
+        .expect("list users")
+        .into_inner()
+        .users
+        .len()
+}
+
+async fn oversized_message_rejected(backend: TestBackend) {
+    let test = start(backend).await;
+    let sender = tenant(&test, "sender").await;
+    let bystander = tenant(&test, "bystander").await;
+    let mut sender_users = users(&test.channel, sender.owner.clone());
+
+    let oversized = new_user("big@sender.example", "x".repeat(MAX_MESSAGE_BYTES + 1));
+    let (rejected, bystander_failures) = tokio::join!(
+        sender_users.create_user(oversized),
+        steady_calls(&test, &bystander)
+    );
+    let fitting = sender_users
+        .create_user(new_user("small@sender.example", "Small".into()))
+        .await;
+
+    let status = rejected.expect_err("an oversized message was accepted");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("message length too large"),
+        "{status:?}"
+    );
+    assert!(bystander_failures.is_empty(), "{bystander_failures:?}");
+    assert!(fitting.is_ok(), "{fitting:?}");
+    assert_eq!(user_count(&test, &sender).await, 2, "owner and the fitting user");
+    test.stop().await;
+}
+
+async fn oversized_header_rejected(backend: TestBackend) {
+    let test = start(backend).await;
+    let sender = tenant(&test, "sender").await;
+    let bystander = tenant(&test, "bystander").await;
+
+    let padding: MetadataValue<_> = "x"
+        .repeat(MAX_HEADER_BYTES as usize)
+        .parse()
+        .expect("ASCII metadata");
+    let mut request = tonic::Request::new(pb::GetTenantRequest::default());
+    sender.owner.apply(&mut request);
+    request.metadata_mut().insert("x-padding", padding);
+    let mut sender_tenants = tenants(&test.channel, sender.owner.clone());
+    let (rejected, bystander_failures) = tokio::join!(
+        sender_tenants.get_tenant(request),
+        steady_calls(&test, &bystander)
+    );
+    let afterwards = sender_tenants
+        .get_tenant(pb::GetTenantRequest::default())
+        .await;
+
+    let status = rejected.expect_err("an oversized header list was accepted");
+    // hyper answers with HTTP 431 and no gRPC status, which tonic's client maps to UNKNOWN.
+    assert_eq!(status.code(), Code::Unknown, "{status:?}");
+    assert!(status.message().contains("431"), "{status:?}");
+    assert!(bystander_failures.is_empty(), "{bystander_failures:?}");
+    assert!(afterwards.is_ok(), "{afterwards:?}");
+    test.stop().await;
+}

@@ -19,6 +19,7 @@ mod migrations;
 mod oidc;
 mod outage;
 mod pool;
+mod rate_limit;
 mod role_matrix;
 mod schema_roundtrip;
 mod server;

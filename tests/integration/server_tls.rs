@@ -128,11 +128,18 @@ async fn mtls_required_checks_client() {
     let with_client_cert =
         health_over_tls(&server, ca, Some((&files.client_cert, &files.client_key))).await;
     let without_cert = health_over_tls(&server, ca, None).await;
-    let stranger_cert =
-        health_over_tls(&server, ca, Some((&files.stranger_cert, &files.stranger_key))).await;
+    let stranger_cert = health_over_tls(
+        &server,
+        ca,
+        Some((&files.stranger_cert, &files.stranger_key)),
+    )
+    .await;
 
     assert_eq!(with_client_cert, Ok(()));
-    assert!(without_cert.is_err(), "a client without a certificate was served");
+    assert!(
+        without_cert.is_err(),
+        "a client without a certificate was served"
+    );
     assert!(
         stranger_cert.is_err(),
         "a client certificate from another CA was accepted"
@@ -150,8 +157,12 @@ async fn mtls_optional_checks_presented_cert() {
     let with_client_cert =
         health_over_tls(&server, ca, Some((&files.client_cert, &files.client_key))).await;
     let without_cert = health_over_tls(&server, ca, None).await;
-    let stranger_cert =
-        health_over_tls(&server, ca, Some((&files.stranger_cert, &files.stranger_key))).await;
+    let stranger_cert = health_over_tls(
+        &server,
+        ca,
+        Some((&files.stranger_cert, &files.stranger_key)),
+    )
+    .await;
 
     assert_eq!(with_client_cert, Ok(()));
     assert_eq!(without_cert, Ok(()));
@@ -192,7 +203,10 @@ async fn unusable_tls_files_stop_start() {
     })
     .await;
 
-    assert!(missing_cert.contains("server.tls.cert_file"), "{missing_cert}");
+    assert!(
+        missing_cert.contains("server.tls.cert_file"),
+        "{missing_cert}"
+    );
     assert!(
         missing_cert.contains(&missing.display().to_string()),
         "{missing_cert}"

@@ -25,9 +25,8 @@ async fn start(backend: TestBackend) -> TestServer {
     .await
 }
 
-/// A tenant created through the API, with its owner's credential.
+/// A tenant created through the API, by its owner's credential.
 struct Tenant {
-    id: String,
     owner: Credential,
 }
 
@@ -37,7 +36,6 @@ async fn tenant(test: &TestServer, subdomain: &str) -> Tenant {
     let owner_id = created.owner.expect("owner").id;
     Tenant {
         owner: Credential::user(&id, &owner_id, "owner"),
-        id,
     }
 }
 
@@ -97,7 +95,11 @@ async fn oversized_message_rejected(backend: TestBackend) {
     );
     assert!(bystander_failures.is_empty(), "{bystander_failures:?}");
     assert!(fitting.is_ok(), "{fitting:?}");
-    assert_eq!(user_count(&test, &sender).await, 2, "owner and the fitting user");
+    assert_eq!(
+        user_count(&test, &sender).await,
+        2,
+        "owner and the fitting user"
+    );
     test.stop().await;
 }
 

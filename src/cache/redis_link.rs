@@ -217,7 +217,7 @@ impl RedisLink {
     }
 
     /// Runs a Lua script with the command time limit. The outcome is not recorded in the
-    /// cache's outage state: the caller logs outages in its own words.
+    /// cache's outage state, because the caller logs outages in its own words.
     pub async fn invoke_script<T>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,

@@ -21,8 +21,8 @@ pub struct TlsSettings {
     /// client-certificate verification (mTLS).
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
-    /// Whether a client must present a certificate; only valid with `client_ca_file`, and
-    /// `required` when unset. A client that presents one must present a valid one either way.
+    /// Whether a client must present a certificate, `required` when unset. Valid only with
+    /// `client_ca_file`. A client that presents a certificate must present a valid one.
     #[serde(default)]
     pub client_auth: Option<ClientAuth>,
     /// How long a client may take to complete the TLS handshake.

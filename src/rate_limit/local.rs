@@ -20,7 +20,7 @@ const PLANS: [Plan; 4] = [
 ];
 
 pub(super) struct LocalLimiter {
-    /// One limiter per entry of [`PLANS`]; `None` where the plan sets no rate.
+    /// One limiter per entry of [`PLANS`], or `None` where the plan sets no rate.
     limiters: Vec<Option<DefaultKeyedRateLimiter<String>>>,
     checks: AtomicU64,
 }
@@ -66,8 +66,8 @@ impl LocalLimiter {
 
 fn quota(rate: &PlanRate) -> Quota {
     let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
-    // `with_period` returns `None` only for a zero period, which a finite rate never gives; the
-    // fallback admits `burst` calls a second.
+    // `with_period` returns `None` only for a zero period, which only a rate above 10^9 per second
+    // rounds to. The fallback then admits `burst` calls a second.
     Quota::with_period(rate.emission_interval())
         .unwrap_or_else(|| Quota::per_second(burst))
         .allow_burst(burst)

@@ -100,7 +100,7 @@ fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
         .map_err(|error| TlsFileError::new(setting, path, format!("cannot be read: {error}")))
 }
 
-/// Parses every certificate of a PEM file; a file with none is an error.
+/// Parses every certificate of a PEM file. A file with none is an error.
 fn certificates(
     setting: &'static str,
     path: &Path,

@@ -125,7 +125,7 @@ async fn oversized_header_rejected(backend: TestBackend) {
         .await;
 
     let status = rejected.expect_err("an oversized header list was accepted");
-    // hyper answers with HTTP 431 and no gRPC status, which tonic's client maps to UNKNOWN.
+    // hyper responds with HTTP 431 and no gRPC status, which tonic's client maps to UNKNOWN.
     assert_eq!(status.code(), Code::Unknown, "{status:?}");
     assert!(status.message().contains("431"), "{status:?}");
     assert!(bystander_failures.is_empty(), "{bystander_failures:?}");

@@ -15,7 +15,9 @@ use tracing::info;
 
 use self::local::LocalLimiter;
 use self::shared::SharedLimiter;
-use crate::cache::RedisLink;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::cache::{InvalidRedisUrl, RedisLink};
 use crate::config::RateLimitSettings;
 use crate::plans::Plan;
 
@@ -65,17 +67,27 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Builds the limiter, or returns `None` when `rate_limit.enabled` is off.
-    pub fn new(settings: &RateLimitSettings, redis: Option<RedisLink>) -> Option<RateLimiter> {
+    /// Builds the limiter, or returns `None` when `rate_limit.enabled` is off. With a Redis
+    /// URL the limiter opens its own connection, so that its commands cannot fail the cache's.
+    /// A shared connection lost the cache's first invalidation after a Redis restart in
+    /// `configurations::redis_outage_keeps_serving`.
+    pub fn new(
+        settings: &RateLimitSettings,
+        redis_url: Option<&SecretString>,
+    ) -> Result<Option<RateLimiter>, InvalidRedisUrl> {
         if !settings.enabled {
             info!("the per-tenant rate limit is off");
-            return None;
+            return Ok(None);
         }
-        Some(RateLimiter {
+        let shared = match redis_url {
+            Some(url) => Some(SharedLimiter::new(RedisLink::new(url.expose_secret())?)),
+            None => None,
+        };
+        Ok(Some(RateLimiter {
             scale: settings.scale,
             local: LocalLimiter::new(settings.scale),
-            shared: redis.map(SharedLimiter::new),
-        })
+            shared,
+        }))
     }
 
     /// Counts one call of `tenant_id` and returns an error when it is over the plan's rate.
@@ -128,7 +140,7 @@ mod tests {
     #[tokio::test]
     async fn burst_then_rejected() {
         let settings = RateLimitSettings::default();
-        let limiter = RateLimiter::new(&settings, None).unwrap();
+        let limiter = RateLimiter::new(&settings, None).unwrap().unwrap();
 
         for call in 0..5 {
             assert!(
@@ -152,6 +164,6 @@ mod tests {
             ..RateLimitSettings::default()
         };
 
-        assert!(RateLimiter::new(&settings, None).is_none());
+        assert!(RateLimiter::new(&settings, None).unwrap().is_none());
     }
 }

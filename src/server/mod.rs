@@ -170,11 +170,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         Some(oidc) => Some(Arc::new(OidcVerifier::load(oidc.clone()).await?)),
         None => None,
     };
-    let redis = match &settings.redis.url {
-        Some(url) => Some(RedisLink::new(secrecy::ExposeSecret::expose_secret(url))?),
-        None => None,
-    };
-    let rate_limiter = RateLimiter::new(&settings.rate_limit, redis.clone()).map(Arc::new);
+    let rate_limiter = RateLimiter::new(&settings.rate_limit, settings.redis.url.as_ref())?;
     let authenticator = Arc::new(
         Authenticator::new(
             database.clone(),
@@ -183,7 +179,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             settings.auth.base_domain.clone(),
             usage.clone(),
         )
-        .with_rate_limiter(rate_limiter),
+        .with_rate_limiter(rate_limiter.map(Arc::new)),
     );
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
@@ -201,6 +197,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         settings.database.health_check_interval,
     );
     let health_task = tokio::spawn(monitor.run(shutdown.subscribe()));
+    let redis = match &settings.redis.url {
+        Some(url) => Some(RedisLink::new(secrecy::ExposeSecret::expose_secret(url))?),
+        None => None,
+    };
     let config_cache = ConfigCache::new(settings.cache.ttl, redis);
     let cache_task = config_cache
         .subscriber(shutdown.subscribe())

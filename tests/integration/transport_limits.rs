@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use ally::proto::ally::v1 as pb;
+use diesel_async::RunQueryDsl;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
 use crate::backend_tests;
 use crate::common::clients::{Credential, create_tenant, tenants, users};
-use crate::common::{TestBackend, TestServer};
+use crate::common::{TestBackend, TestServer, wait_until};
 
 backend_tests!(oversized_message_rejected, oversized_header_rejected);
 
@@ -130,5 +131,63 @@ async fn oversized_header_rejected(backend: TestBackend) {
     assert!(status.message().contains("431"), "{status:?}");
     assert!(bystander_failures.is_empty(), "{bystander_failures:?}");
     assert!(afterwards.is_ok(), "{afterwards:?}");
+    test.stop().await;
+}
+
+/// Runs on MariaDB only: the test blocks CreateUser by holding the tenant row lock from its own
+/// connection, and on SQLite writes go through one connection that the server holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_cancels_call() {
+    let test = TestServer::start_with(TestBackend::Mariadb, |settings| {
+        settings.server.limits.request_timeout = Some(Duration::from_secs(1));
+    })
+    .await;
+    let sender = tenant(&test, "slow").await;
+    let tenant_id = {
+        let mut client = tenants(&test.channel, sender.owner.clone());
+        let response = client.get_tenant(pb::GetTenantRequest::default()).await;
+        response
+            .expect("get tenant")
+            .into_inner()
+            .tenant
+            .expect("tenant")
+            .id
+    };
+    let mut lock = test.server.database().write().await.expect("connection");
+    diesel::sql_query("START TRANSACTION")
+        .execute(&mut *lock)
+        .await
+        .expect("start transaction");
+    diesel::sql_query("SELECT id FROM tenants WHERE id = ? FOR UPDATE")
+        .bind::<diesel::sql_types::Text, _>(&tenant_id)
+        .execute(&mut *lock)
+        .await
+        .expect("lock the tenant row");
+
+    let blocked = users(&test.channel, sender.owner.clone())
+        .create_user(new_user("late@slow.example", "Late".into()))
+        .await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut *lock)
+        .await
+        .expect("release the lock");
+    drop(lock);
+
+    let status = blocked.expect_err("a call blocked past the timeout succeeded");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert!(status.message().contains("Timeout expired"), "{status:?}");
+    let served_again = wait_until(Duration::from_secs(5), || async {
+        users(&test.channel, sender.owner.clone())
+            .create_user(new_user("next@slow.example", "Next".into()))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(served_again, "writes fail after a cancelled call");
+    assert_eq!(
+        user_count(&test, &sender).await,
+        2,
+        "owner and the user created after the lock, not the cancelled one"
+    );
     test.stop().await;
 }

@@ -8,7 +8,8 @@ use ally::plans::Plan;
 use ally::rate_limit::RateLimiter;
 use secrecy::SecretString;
 
-/// Raises every plan's rate so far that no check is rejected, so the figures are the cost of a check.
+/// Raises every plan's rate so far that no check is rejected, so the figures are the cost of
+/// a check.
 const SCALE: f64 = 1e6;
 
 async fn measure(label: &str, limiter: &RateLimiter, tenants: usize, checks: usize) {

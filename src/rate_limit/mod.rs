@@ -1,10 +1,10 @@
 //! The per-tenant rate limit: each tenant may make its plan's `requests_per_second`, with a
 //! burst of the same number of calls (one second's allowance at once).
 //!
-//! The limit is a GCRA (generic cell rate algorithm), equivalent to a token bucket that contains
-//! up to `burst` tokens and gains one every `1 / rate` seconds. With `redis.url` set, the bucket of each
-//! tenant lives in Redis, so it holds across replicas; without Redis, or while Redis is
-//! unreachable, each server keeps its own buckets in memory.
+//! The limit is a GCRA (generic cell rate algorithm), equivalent to a token bucket that
+//! contains up to `burst` tokens and gains one every `1 / rate` seconds. With `redis.url` set,
+//! the bucket of each tenant is in Redis, so the limit applies across replicas. Without Redis,
+//! or while Redis is unreachable, each server keeps its own buckets in memory.
 
 mod local;
 mod shared;

@@ -33,7 +33,8 @@ if tat - now > tolerance then
   return {0, math.ceil(tat - now - tolerance)}
 end
 local next_tat = tat + emission
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+local ttl_millis = math.ceil((next_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', ttl_millis)
 return {1, 0}
 "#;
 

@@ -18,6 +18,7 @@ pub mod legacy;
 pub mod models;
 pub mod plans;
 pub mod proto;
+pub mod rate_limit;
 pub mod repo;
 pub mod schema;
 pub mod server;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use http::HeaderMap;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::jwt::{OPERATOR_ROLE, TokenKeys};
 use super::oidc::{ExternalIdentity, OidcVerifier};
@@ -15,6 +15,8 @@ use crate::audit::{self, AuditEvent};
 use crate::db::Database;
 use crate::grpc::ApiError;
 use crate::models::Tenant;
+use crate::plans::Plan;
+use crate::rate_limit::RateLimiter;
 use crate::repo;
 
 /// Longest accepted `x-request-id`.
@@ -45,6 +47,7 @@ pub struct Authenticator {
     oidc: Option<Arc<OidcVerifier>>,
     base_domain: Option<String>,
     usage: Arc<ApiKeyUsage>,
+    rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Authenticator {
@@ -61,7 +64,15 @@ impl Authenticator {
             oidc,
             base_domain: base_domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
             usage,
+            rate_limiter: None,
         }
+    }
+
+    /// Checks every call of a tenant member against the tenant's plan rate. Operators and
+    /// calls that need no credential are not counted.
+    pub fn with_rate_limiter(mut self, limiter: Option<Arc<RateLimiter>>) -> Authenticator {
+        self.rate_limiter = limiter;
+        self
     }
 
     /// Returns the request id of a call: the client's `x-request-id` when it is valid, or a
@@ -114,6 +125,9 @@ impl Authenticator {
             Some(tenant_id) => Some(self.check_tenant(&tenant_id, &hints).await?),
             None => None,
         };
+        if let Some(tenant) = &tenant {
+            self.check_rate(tenant, &context).await?;
+        }
 
         if let Err(denial) = check_access(rule, &context) {
             if let Some(tenant) = &tenant {
@@ -301,6 +315,21 @@ impl Authenticator {
             });
         }
         Ok(tenant)
+    }
+
+    async fn check_rate(&self, tenant: &Tenant, context: &RequestContext) -> Result<(), ApiError> {
+        let (Some(limiter), Some(plan)) = (&self.rate_limiter, Plan::parse(&tenant.plan)) else {
+            return Ok(());
+        };
+        limiter.check(&tenant.id, plan).await.map_err(|limited| {
+            debug!(
+                request.id = %context.request_id,
+                tenant.id = %tenant.id,
+                retry_after_ms = limited.retry_after.as_millis() as u64,
+                "call rejected by the tenant's rate limit"
+            );
+            ApiError::from(limited)
+        })
     }
 
     fn record_denial(&self, context: &RequestContext, tenant_id: &str, method: &str) {

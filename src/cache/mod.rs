@@ -7,4 +7,4 @@ mod config;
 mod redis_link;
 
 pub use self::config::{CachedConfiguration, ConfigCache, generation_key, redis_key};
-pub use self::redis_link::{InvalidRedisUrl, RedisLink};
+pub use self::redis_link::{InvalidRedisUrl, RedisLink, ScriptError};

@@ -27,6 +27,15 @@ pub struct InvalidRedisUrl {
     reason: String,
 }
 
+/// A failed [`RedisLink::invoke_script`] call.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    #[error(transparent)]
+    Redis(RedisError),
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
 /// Connections to one Redis server, shared by every clone.
 #[derive(Clone)]
 pub struct RedisLink {
@@ -203,6 +212,23 @@ impl RedisLink {
         })
         .await
         .is_some()
+    }
+
+    /// Runs a Lua script with the command time limit. The outcome is not recorded in the
+    /// cache's outage state, because the caller logs outages in its own words.
+    pub async fn invoke_script<T>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, ScriptError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let mut connection = self.commands.clone();
+        match tokio::time::timeout(COMMAND_TIMEOUT, invocation.invoke_async(&mut connection)).await
+        {
+            Ok(result) => result.map_err(ScriptError::Redis),
+            Err(_) => Err(ScriptError::TimedOut(COMMAND_TIMEOUT)),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod database_url;
 mod masked;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use self::database_url::{DatabaseUrl, DatabaseUrlError, SslMode};
+pub use self::transport::{ClientAuth, LimitSettings, RateLimitSettings, TlsSettings};
 
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50051;
@@ -74,6 +76,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub cache: CacheSettings,
     pub chat: ChatSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -193,6 +196,10 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Folder for the SQLite database file and other local state.
     pub data_dir: PathBuf,
+    /// TLS for the gRPC server. Unset: plain HTTP/2.
+    pub tls: Option<TlsSettings>,
+    /// Limits on connections, calls and messages.
+    pub limits: LimitSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -246,6 +253,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             cache: CacheSettings::default(),
             chat: ChatSettings::default(),
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -256,6 +264,8 @@ impl Default for ServerSettings {
             listen_addr: None,
             shutdown_timeout: Duration::from_secs(30),
             data_dir: PathBuf::from("data"),
+            tls: None,
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -369,6 +379,11 @@ impl Settings {
                 "must be longer than zero",
             ));
         }
+        self.server.limits.validate()?;
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
+        }
+        self.rate_limit.validate()?;
         if self.cache.ttl.is_zero() {
             return Err(ConfigError::invalid(
                 "cache.ttl",

@@ -363,3 +363,93 @@ fn masked_output_hides_jwt_secret() {
     assert!(!settings.to_masked_toml().contains(JWT_SECRET));
     assert!(!format!("{settings:?}").contains(JWT_SECRET));
 }
+
+#[test]
+fn transport_defaults() {
+    let settings = Fixture::new().load().expect("defaults load");
+
+    let limits = &settings.server.limits;
+    assert!(settings.server.tls.is_none());
+    assert_eq!(limits.max_decoding_message_size, 4 * 1024 * 1024);
+    assert_eq!(limits.max_header_list_size, 16 * 1024);
+    assert_eq!(limits.request_timeout, Some(Duration::from_secs(30)));
+    assert!(settings.rate_limit.enabled);
+    assert_eq!(settings.rate_limit.scale, 1.0);
+}
+
+#[test]
+fn tls_section_from_environment() {
+    let settings = Fixture::new()
+        .var("ALLY_SERVER__TLS__CERT_FILE", "/etc/ally/cert.pem")
+        .var("ALLY_SERVER__TLS__KEY_FILE", "/etc/ally/key.pem")
+        .var("ALLY_SERVER__TLS__CLIENT_CA_FILE", "/etc/ally/ca.pem")
+        .var("ALLY_SERVER__TLS__CLIENT_AUTH", "optional")
+        .load()
+        .expect("TLS settings load");
+
+    let tls = settings.server.tls.expect("TLS section");
+    assert_eq!(
+        tls.cert_file,
+        std::path::PathBuf::from("/etc/ally/cert.pem")
+    );
+    assert_eq!(tls.client_auth, Some(super::ClientAuth::Optional));
+    assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn tls_without_key_file_rejected() {
+    let error = Fixture::new()
+        .file("ally.toml", "[server.tls]\ncert_file = \"cert.pem\"\n")
+        .load()
+        .unwrap_err()
+        .to_string();
+
+    assert!(error.contains("key_file"), "{error}");
+}
+
+#[test]
+fn client_auth_without_ca_rejected() {
+    let error = Fixture::new()
+        .file(
+            "ally.toml",
+            "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"required\"\n",
+        )
+        .load()
+        .unwrap_err()
+        .to_string();
+
+    assert!(error.contains("server.tls.client_auth"), "{error}");
+    assert!(error.contains("client_ca_file"), "{error}");
+}
+
+#[test]
+fn zero_limits_rejected() {
+    let cases = [
+        (
+            "ALLY_SERVER__LIMITS__MAX_DECODING_MESSAGE_SIZE",
+            "0",
+            "max_decoding_message_size",
+        ),
+        (
+            "ALLY_SERVER__LIMITS__MAX_CONCURRENT_STREAMS",
+            "0",
+            "max_concurrent_streams",
+        ),
+        (
+            "ALLY_SERVER__LIMITS__REQUEST_TIMEOUT",
+            "0s",
+            "request_timeout",
+        ),
+        ("ALLY_RATE_LIMIT__SCALE", "0", "rate_limit.scale"),
+        ("ALLY_RATE_LIMIT__SCALE", "-2", "rate_limit.scale"),
+    ];
+    for (variable, value, key) in cases {
+        let error = Fixture::new()
+            .var(variable, value)
+            .load()
+            .unwrap_err()
+            .to_string();
+
+        assert!(error.contains(key), "{variable}={value}: {error}");
+    }
+}

@@ -61,6 +61,12 @@ pub enum ApiError {
         message: String,
         retry_after: Duration,
     },
+    #[error("the tenant's rate limit is exceeded; retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// Text of the QuotaFailure violation, naming the plan's limit.
+        description: String,
+        retry_after: Duration,
+    },
     #[error("service unavailable")]
     Unavailable(#[source] DbError),
     #[error("internal error")]
@@ -189,6 +195,18 @@ impl From<ApiError> for Status {
                 details.set_error_info(reason, ERROR_DOMAIN, []);
                 Status::with_error_details(Code::Unavailable, message, details)
             }
+            ApiError::RateLimited {
+                description,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_quota_failure_violation(
+                    "tenant:requests_per_second",
+                    description,
+                );
+                details.set_retry_info(Some(retry_after));
+                details.set_error_info("RATE_LIMITED", ERROR_DOMAIN, []);
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
             ApiError::Unavailable(cause) => {
                 error!(error = %cause, "the database is unavailable");
                 info(Code::Unavailable, message, "DATABASE_UNAVAILABLE")
@@ -315,5 +333,22 @@ mod tests {
             .get_details_quota_failure()
             .expect("QuotaFailure detail");
         assert_eq!(quota.violations[0].subject, "tenant:users");
+    }
+
+    #[test]
+    fn rate_limited_details() {
+        let status = Status::from(ApiError::RateLimited {
+            description: "the free plan allows 5 requests per second".into(),
+            retry_after: Duration::from_millis(150),
+        });
+
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(reason(&status).as_deref(), Some("RATE_LIMITED"));
+        let quota = status
+            .get_details_quota_failure()
+            .expect("QuotaFailure detail");
+        assert_eq!(quota.violations[0].subject, "tenant:requests_per_second");
+        let retry = status.get_details_retry_info().expect("RetryInfo detail");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(150)));
     }
 }

@@ -1,6 +1,8 @@
 //! The gRPC server: start-up checks, the services it hosts, and graceful shutdown.
 
 mod health;
+mod limits;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +14,6 @@ use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
 use crate::auth::jwt::TokenKeys;
@@ -39,6 +39,9 @@ use crate::proto::ally::v1::client_configuration_service_server::ClientConfigura
 use crate::proto::ally::v1::configuration_service_server::ConfigurationServiceServer;
 use crate::proto::ally::v1::tenant_service_server::TenantServiceServer;
 use crate::proto::ally::v1::user_service_server::UserServiceServer;
+use crate::rate_limit::RateLimiter;
+
+use self::limits::sized;
 
 /// How often API key use counts are written to the database.
 const API_KEY_USAGE_FLUSH: Duration = Duration::from_secs(5);
@@ -73,6 +76,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsFileError),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -141,6 +146,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         "starting Ally {}",
         env!("CARGO_PKG_VERSION")
     );
+    // TLS files are checked before the database is touched, so a bad file fails fast.
+    let builder = limits::server_builder(&settings.server)?;
     let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
     prepare_schema(&database, settings.migrate_on_start()).await?;
     if settings.environment == Environment::Development {
@@ -163,13 +170,17 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         Some(oidc) => Some(Arc::new(OidcVerifier::load(oidc.clone()).await?)),
         None => None,
     };
-    let authenticator = Arc::new(Authenticator::new(
-        database.clone(),
-        tokens.clone(),
-        oidc,
-        settings.auth.base_domain.clone(),
-        usage.clone(),
-    ));
+    let rate_limiter = RateLimiter::new(&settings.rate_limit, settings.redis.url.as_ref())?;
+    let authenticator = Arc::new(
+        Authenticator::new(
+            database.clone(),
+            tokens.clone(),
+            oidc,
+            settings.auth.base_domain.clone(),
+            usage.clone(),
+        )
+        .with_rate_limiter(rate_limiter.map(Arc::new)),
+    );
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let events = crate::events::EventBus::new(settings.redis.url.as_ref())?;
@@ -209,40 +220,60 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             source: std::io::Error::other(error),
         })?;
 
-    let router = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+    let size = &settings.server.limits;
+    let router = builder
         .layer(TenantLayer::new(authenticator))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(AuthServiceServer::new(AuthApi::new(
-            database.clone(),
-            tokens.clone(),
-            settings.auth.clone(),
-        )))
-        .add_service(TenantServiceServer::new(TenantApi::new(database.clone())))
-        .add_service(ChatServiceServer::new(
-            ChatApi::new(database.clone(), events, shutdown.subscribe())
-                .with_import_max_bytes(settings.chat.import_max_bytes),
+        .add_service(sized!(health_service, size))
+        .add_service(sized!(reflection_v1, size))
+        .add_service(sized!(reflection_v1alpha, size))
+        .add_service(sized!(
+            AuthServiceServer::new(AuthApi::new(
+                database.clone(),
+                tokens.clone(),
+                settings.auth.clone(),
+            )),
+            size
         ))
-        .add_service(ClientConfigurationServiceServer::new(
-            ClientConfigurationApi::new(database.clone(), config_cache.clone()),
+        .add_service(sized!(
+            TenantServiceServer::new(TenantApi::new(database.clone())),
+            size
         ))
-        .add_service(ConfigurationServiceServer::new(ConfigurationApi::new(
-            database.clone(),
-            config_cache,
-        )))
-        .add_service(UserServiceServer::new(UserApi::new(
-            database.clone(),
-            &settings.auth,
-        )))
-        .add_service(ApiKeyServiceServer::new(ApiKeyApi::new(
-            database.clone(),
-            usage.clone(),
-        )))
-        .add_service(AuditServiceServer::new(AuditApi::new(database.clone())));
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    info!(address = %local_addr, "serving gRPC");
+        .add_service(sized!(
+            ChatServiceServer::new(
+                ChatApi::new(database.clone(), events, shutdown.subscribe())
+                    .with_import_max_bytes(settings.chat.import_max_bytes),
+            ),
+            size
+        ))
+        .add_service(sized!(
+            ClientConfigurationServiceServer::new(ClientConfigurationApi::new(
+                database.clone(),
+                config_cache.clone(),
+            )),
+            size
+        ))
+        .add_service(sized!(
+            ConfigurationServiceServer::new(ConfigurationApi::new(database.clone(), config_cache,)),
+            size
+        ))
+        .add_service(sized!(
+            UserServiceServer::new(UserApi::new(database.clone(), &settings.auth)),
+            size
+        ))
+        .add_service(sized!(
+            ApiKeyServiceServer::new(ApiKeyApi::new(database.clone(), usage.clone())),
+            size
+        ))
+        .add_service(sized!(
+            AuditServiceServer::new(AuditApi::new(database.clone())),
+            size
+        ));
+    let incoming = limits::incoming(listener, &settings.server);
+    info!(
+        address = %local_addr,
+        tls = settings.server.tls.is_some(),
+        "serving gRPC"
+    );
 
     let task = tokio::spawn(async move {
         let stop = async move {

@@ -46,3 +46,47 @@ fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
         .push(rcgen::DnType::CommonName, name);
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA")
 }
+
+/// PEM files for mutual TLS: a server CA with a server certificate, a client CA with a client
+/// certificate, and a client certificate from an unrelated CA.
+pub struct MtlsFiles {
+    pub server: TlsFiles,
+    pub client_ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub stranger_cert: PathBuf,
+    pub stranger_key: PathBuf,
+}
+
+/// Writes the files of [`MtlsFiles`] into `dir`, with a server certificate for `server_names`.
+pub fn generate_mtls(dir: &Path, server_names: &[&str]) -> MtlsFiles {
+    let server = generate(dir, server_names);
+    let client_ca = new_ca("Ally Test Client CA");
+    let stranger_ca = new_ca("Stranger CA");
+    let files = MtlsFiles {
+        server,
+        client_ca: dir.join("client-ca.pem"),
+        client_cert: dir.join("client-cert.pem"),
+        client_key: dir.join("client-key.pem"),
+        stranger_cert: dir.join("stranger-cert.pem"),
+        stranger_key: dir.join("stranger-key.pem"),
+    };
+    std::fs::write(&files.client_ca, client_ca.pem()).expect("write client CA");
+    write_client_cert(&client_ca, &files.client_cert, &files.client_key);
+    write_client_cert(&stranger_ca, &files.stranger_cert, &files.stranger_key);
+    files
+}
+
+fn write_client_cert(issuer: &CertifiedIssuer<'static, KeyPair>, cert: &Path, key: &Path) {
+    let key_pair = KeyPair::generate().expect("client key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ally-test-client");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let certificate = params
+        .signed_by(&key_pair, issuer)
+        .expect("sign client certificate");
+    std::fs::write(cert, certificate.pem()).expect("write client certificate");
+    std::fs::write(key, key_pair.serialize_pem()).expect("write client key");
+}

@@ -127,6 +127,8 @@ pub fn test_settings(url: &str, data_dir: &std::path::Path) -> Settings {
     settings.database.connect_timeout = Duration::from_secs(3);
     settings.database.health_check_interval = Duration::from_millis(200);
     settings.auth.jwt_secret = Some(SecretString::from(TEST_JWT_SECRET));
+    // Plan rates stay enforced but far above what tests that are not about rate limiting send.
+    settings.rate_limit.scale = 1000.0;
     settings
 }
 

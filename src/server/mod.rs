@@ -143,6 +143,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
     );
     let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
     prepare_schema(&database, settings.migrate_on_start()).await?;
+    crate::telemetry::metrics::observe_pools(&database);
     if settings.environment == Environment::Development {
         crate::bootstrap::on_first_start(&database, &settings.server.data_dir)
             .await
@@ -214,6 +215,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
 
     let router = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(crate::telemetry::RpcTelemetryLayer)
         .layer(TenantLayer::new(authenticator))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -23,6 +23,7 @@ mod role_matrix;
 mod schema_roundtrip;
 mod server;
 mod shutdown;
+mod telemetry;
 mod tenants;
 mod tls;
 mod users;

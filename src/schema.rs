@@ -344,6 +344,19 @@ diesel::table! {
 
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(configurations -> tenants (tenant_id));
+diesel::table! {
+    /// Messages created per tenant and calendar month (UTC), which a plan's monthly message
+    /// quota limits.
+    tenant_message_counts (tenant_id, usage_month) {
+        #[max_length = 36]
+        tenant_id -> Text,
+        /// The month as `YYYY-MM`.
+        #[max_length = 7]
+        usage_month -> Text,
+        messages -> BigInt,
+    }
+}
+
 diesel::joinable!(chat_sessions -> tenants (tenant_id));
 diesel::joinable!(messages -> tenants (tenant_id));
 diesel::joinable!(message_revisions -> tenants (tenant_id));
@@ -352,6 +365,7 @@ diesel::joinable!(audit_logs -> tenants (tenant_id));
 diesel::joinable!(client_configurations -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> tenants (tenant_id));
 diesel::joinable!(email_verifications -> tenants (tenant_id));
+diesel::joinable!(tenant_message_counts -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
@@ -366,4 +380,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     email_verifications,
     request_ids,
+    tenant_message_counts,
 );

@@ -1,13 +1,20 @@
 //! The cache of active configuration versions that ConfigurationService.GetConfiguration reads.
 //!
-//! A read looks in this process's memory, then in Redis (when `redis.url` is set), then in the
-//! database, and fills the tiers it missed. A write, after its transaction commits, removes the
-//! entry here and in Redis and publishes an invalidation message, which every server's
-//! subscriber applies to its own memory. Every entry expires after `cache.ttl`, so an entry that
-//! an invalidation missed is corrected within that time.
+//! Without Redis the cache lives in this process's memory: a read fills it from the database and
+//! a write, after its transaction commits, removes the entry.
 //!
-//! Both tiers also store "no active version", so reads of a missing or deleted type stay cheap.
-//! Writes invalidate that entry like any other.
+//! With `redis.url` set the cache lives only in Redis, so every server reads the same entries and
+//! a write through one server is read through any other at once. Each configuration type has a
+//! generation key next to its value key. A write replaces the generation with a new random one
+//! and deletes the value in one transaction. A read stores a value only through a script that
+//! first checks that the generation it saw before reading the database is still current. So a
+//! server that read the database just before another server's write commits cannot store the
+//! superseded row after that write.
+//! While Redis fails, reads go to the database.
+//!
+//! Every entry expires after `cache.ttl`, so an entry that a lost invalidation left behind (a
+//! write while Redis was unreachable) is corrected within that time. Both tiers also store "no
+//! active version", so reads of a missing or deleted type stay cheap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,21 +22,42 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tracing::warn;
 
 use super::redis_link::RedisLink;
 use crate::models::Configuration;
 
-/// Redis channel of invalidation messages.
-pub const INVALIDATION_CHANNEL: &str = "ally:config:invalidate";
 /// Maximum number of entries in one process's memory. When full, moka evicts the entries least
 /// likely to be read again.
 const MAX_LOCAL_ENTRIES: u64 = 10_000;
 
-/// Returns the Redis key of a configuration type.
+/// Stores a value only while the generation the reader saw is current. KEYS: generation key,
+/// value key. ARGV: the generation the reader saw (empty when there was none), the generation to
+/// create when there is none, the encoded row, the value's TTL and the generation's TTL in
+/// milliseconds. Returns 1 when it stored the value.
+const FILL_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false then
+  if ARGV[1] ~= '' then return 0 end
+  current = ARGV[2]
+  redis.call('SET', KEYS[1], current, 'PX', ARGV[5])
+elseif current ~= ARGV[1] then
+  return 0
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+redis.call('SET', KEYS[2], current .. '\n' .. ARGV[3], 'PX', ARGV[4])
+return 1
+";
+
+/// Returns the Redis key of a configuration type's cached value. The braces make the value and
+/// generation keys of one type hash to the same Redis Cluster slot, as the fill script needs.
 pub fn redis_key(tenant_id: &str, config_type: &str) -> String {
-    format!("ally:config:{tenant_id}:{config_type}")
+    format!("ally:config:{{{tenant_id}:{config_type}}}")
+}
+
+/// Returns the Redis key of a configuration type's generation.
+pub fn generation_key(tenant_id: &str, config_type: &str) -> String {
+    format!("ally:config:{{{tenant_id}:{config_type}}}:generation")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -40,13 +68,6 @@ struct CacheKey {
 
 /// A cached lookup: the active version, or `None` when the type has none.
 pub type CachedConfiguration = Option<Arc<Configuration>>;
-
-/// The payload of an invalidation message.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Invalidation {
-    tenant_id: String,
-    config_type: String,
-}
 
 /// The Redis form of a configuration row.
 #[derive(Debug, Serialize, Deserialize)]
@@ -110,52 +131,70 @@ fn decode(text: &str) -> Option<CachedConfiguration> {
         .map(|stored| stored.map(|row| Arc::new(Configuration::from(row))))
 }
 
-/// The two-tier cache of active configuration versions. Clones share one cache.
+/// Decodes a stored Redis value (`generation`, a newline, the encoded row) when its generation
+/// is `current`. Returns `None` for a superseded or unreadable value.
+fn decode_current(stored: &str, current: Option<&str>) -> Option<CachedConfiguration> {
+    let (generation, row) = stored.split_once('\n')?;
+    if Some(generation) != current {
+        return None;
+    }
+    decode(row)
+}
+
+/// Returns a new random generation.
+fn new_generation() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The cache of active configuration versions: in this process's memory, or in Redis when
+/// configured. Clones share one cache.
 #[derive(Clone)]
 pub struct ConfigCache {
     inner: Arc<Inner>,
 }
 
+enum Store {
+    Local {
+        entries: moka::future::Cache<CacheKey, CachedConfiguration>,
+        /// Incremented by every invalidation. A read that filled the cache while the number
+        /// changed removes what it filled, because it may have read the database before the
+        /// change committed.
+        generation: AtomicU64,
+    },
+    Redis(RedisLink),
+}
+
 struct Inner {
-    local: moka::future::Cache<CacheKey, CachedConfiguration>,
-    redis: Option<RedisLink>,
+    store: Store,
     ttl: Duration,
-    /// Incremented by every invalidation this process learns of. A read that filled a tier
-    /// while the number changed removes what it filled, because it may have read the database
-    /// before the change committed.
-    generation: AtomicU64,
+    fill: redis::Script,
 }
 
 impl ConfigCache {
-    /// Creates a cache whose entries live for `ttl`, sharing entries and invalidations through
-    /// `redis` when given.
+    /// Creates a cache whose entries live for `ttl`: in Redis when `redis` is given, in this
+    /// process's memory otherwise.
     pub fn new(ttl: Duration, redis: Option<RedisLink>) -> ConfigCache {
-        let local = moka::future::Cache::builder()
-            .max_capacity(MAX_LOCAL_ENTRIES)
-            .time_to_live(ttl)
-            .build();
+        let store = match redis {
+            Some(redis) => Store::Redis(redis),
+            None => Store::Local {
+                entries: moka::future::Cache::builder()
+                    .max_capacity(MAX_LOCAL_ENTRIES)
+                    .time_to_live(ttl)
+                    .build(),
+                generation: AtomicU64::new(0),
+            },
+        };
         ConfigCache {
             inner: Arc::new(Inner {
-                local,
-                redis,
+                store,
                 ttl,
-                generation: AtomicU64::new(0),
+                fill: redis::Script::new(FILL_SCRIPT),
             }),
         }
     }
 
-    /// Returns whether this process's memory may serve reads. With Redis configured it may only
-    /// while the subscriber is connected, because otherwise it would miss invalidations from
-    /// other servers.
-    fn local_usable(&self) -> bool {
-        self.inner
-            .redis
-            .as_ref()
-            .is_none_or(RedisLink::is_subscribed)
-    }
-
-    /// Returns the active version of a configuration type from the first tier that has it,
-    /// calling `load` (the database query) when none has.
+    /// Returns the active version of a configuration type from the cache, calling `load` (the
+    /// database query) and filling the cache on a miss.
     pub async fn get_or_load<E, F>(
         &self,
         tenant_id: &str,
@@ -165,137 +204,94 @@ impl ConfigCache {
     where
         F: Future<Output = Result<Option<Configuration>, E>>,
     {
-        let key = CacheKey {
-            tenant_id: tenant_id.to_string(),
-            config_type: config_type.to_string(),
-        };
-        let use_local = self.local_usable();
-        if use_local && let Some(entry) = self.inner.local.get(&key).await {
-            return Ok(entry);
-        }
-        let generation = self.inner.generation.load(Ordering::SeqCst);
-        let redis_key = redis_key(tenant_id, config_type);
-
-        if let Some(redis) = &self.inner.redis
-            && let Some(entry) = redis.get(&redis_key).await.as_deref().and_then(decode)
-        {
-            if use_local {
-                self.fill_local(key, entry.clone(), generation).await;
+        match &self.inner.store {
+            Store::Local {
+                entries,
+                generation,
+            } => {
+                let key = CacheKey {
+                    tenant_id: tenant_id.to_string(),
+                    config_type: config_type.to_string(),
+                };
+                if let Some(entry) = entries.get(&key).await {
+                    return Ok(entry);
+                }
+                let seen = generation.load(Ordering::SeqCst);
+                let entry = load.await?.map(Arc::new);
+                entries.insert(key.clone(), entry.clone()).await;
+                // Checking after the insert closes the race with an invalidation that runs
+                // between a check and the insert: either that invalidation removes the entry or
+                // this check reads its new generation.
+                if generation.load(Ordering::SeqCst) != seen {
+                    entries.invalidate(&key).await;
+                }
+                Ok(entry)
             }
-            return Ok(entry);
-        }
-
-        let entry = load.await?.map(Arc::new);
-        // NOTE: a server that read the database just before another server's write committed
-        // can store the old row in Redis after that write deleted the key, when the
-        // invalidation message has not reached it yet. The old row then stays in Redis until
-        // `cache.ttl` passes.
-        if let Some(redis) = &self.inner.redis {
-            redis.set(&redis_key, &encode(&entry), self.inner.ttl).await;
-            if self.inner.generation.load(Ordering::SeqCst) != generation {
-                redis.delete(&redis_key).await;
+            Store::Redis(redis) => {
+                let generation_key = generation_key(tenant_id, config_type);
+                let value_key = redis_key(tenant_id, config_type);
+                let seen = redis.get_pair(&generation_key, &value_key).await;
+                if let Some((current, Some(stored))) = &seen
+                    && let Some(entry) = decode_current(stored, current.as_deref())
+                {
+                    return Ok(entry);
+                }
+                let entry = load.await?.map(Arc::new);
+                if let Some((current, _)) = seen {
+                    redis
+                        .run_script(
+                            &self.inner.fill,
+                            &[&generation_key, &value_key],
+                            &[
+                                current.as_deref().unwrap_or(""),
+                                &new_generation(),
+                                &encode(&entry),
+                                &millis(self.inner.ttl).to_string(),
+                                &millis(self.inner.ttl * 2).to_string(),
+                            ],
+                        )
+                        .await;
+                }
+                Ok(entry)
             }
         }
-        if use_local {
-            self.fill_local(key, entry.clone(), generation).await;
-        }
-        Ok(entry)
     }
 
-    /// Stores an entry in memory unless an invalidation arrived since `generation` was read.
-    async fn fill_local(&self, key: CacheKey, entry: CachedConfiguration, generation: u64) {
-        self.inner.local.insert(key.clone(), entry).await;
-        // Checking after the insert closes the race with an invalidation that runs between a
-        // check and the insert: either that invalidation removes the entry or this check reads
-        // its new generation.
-        if self.inner.generation.load(Ordering::SeqCst) != generation {
-            self.inner.local.invalidate(&key).await;
-        }
-    }
-
-    /// Removes a configuration type from this process's memory.
-    async fn invalidate_local(&self, tenant_id: &str, config_type: &str) {
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        let key = CacheKey {
-            tenant_id: tenant_id.to_string(),
-            config_type: config_type.to_string(),
-        };
-        self.inner.local.invalidate(&key).await;
-    }
-
-    /// Removes a configuration type from every tier and publishes an invalidation message so
-    /// that the other servers do the same.
-    /// Call it after the transaction that changed the type commits. A Redis failure is logged
-    /// and otherwise ignored: the other servers then correct their entries within `cache.ttl`.
+    /// Removes a configuration type from the cache of every server. Call it after the
+    /// transaction that changed the type commits. A Redis failure is logged and otherwise
+    /// ignored: the entry then expires within `cache.ttl`.
     pub async fn invalidate(&self, tenant_id: &str, config_type: &str) {
-        self.invalidate_local(tenant_id, config_type).await;
-        if let Some(redis) = &self.inner.redis {
-            let message = Invalidation {
-                tenant_id: tenant_id.to_string(),
-                config_type: config_type.to_string(),
-            };
-            let payload = serde_json::to_string(&message).unwrap_or_default();
-            redis
-                .delete_and_publish(
-                    &redis_key(tenant_id, config_type),
-                    INVALIDATION_CHANNEL,
-                    &payload,
-                )
-                .await;
-        }
-    }
-
-    /// Applies one invalidation message from another server.
-    async fn apply_message(&self, payload: &str) {
-        match serde_json::from_str::<Invalidation>(payload) {
-            Ok(message) => {
-                self.invalidate_local(&message.tenant_id, &message.config_type)
+        match &self.inner.store {
+            Store::Local {
+                entries,
+                generation,
+            } => {
+                generation.fetch_add(1, Ordering::SeqCst);
+                let key = CacheKey {
+                    tenant_id: tenant_id.to_string(),
+                    config_type: config_type.to_string(),
+                };
+                entries.invalidate(&key).await;
+            }
+            Store::Redis(redis) => {
+                redis
+                    .replace_and_delete(
+                        &generation_key(tenant_id, config_type),
+                        &new_generation(),
+                        self.inner.ttl * 2,
+                        &redis_key(tenant_id, config_type),
+                    )
                     .await;
             }
-            Err(error) => {
-                warn!(error = %error, "ignored an invalidation message that is not valid");
-            }
         }
     }
+}
 
-    /// Removes every entry from this process's memory.
-    fn clear_local(&self) {
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        self.inner.local.invalidate_all();
-    }
-
-    /// Returns the task that applies other servers' invalidation messages until `stop` turns
-    /// true, or `None` without Redis.
-    pub fn subscriber(
-        &self,
-        stop: watch::Receiver<bool>,
-    ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        let redis = self.inner.redis.clone()?;
-        let cache = self.clone();
-        Some(async move {
-            let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let applier = {
-                let cache = cache.clone();
-                tokio::spawn(async move {
-                    while let Some(payload) = receiver.recv().await {
-                        cache.apply_message(&payload).await;
-                    }
-                })
-            };
-            redis
-                .run_subscriber(
-                    INVALIDATION_CHANNEL,
-                    || cache.clear_local(),
-                    |payload| {
-                        let _ = sender.send(payload.to_string());
-                    },
-                    stop,
-                )
-                .await;
-            drop(sender);
-            let _ = applier.await;
-        })
-    }
+/// Returns `duration` in whole milliseconds, at least 1.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -343,10 +339,24 @@ mod tests {
     }
 
     #[test]
+    fn superseded_generation_is_miss() {
+        let stored = format!("g1\n{}", encode(&Some(Arc::new(row(1)))));
+
+        assert!(decode_current(&stored, Some("g1")).is_some());
+        assert!(decode_current(&stored, Some("g2")).is_none());
+        assert!(decode_current(&stored, None).is_none());
+        assert!(decode_current("no generation", Some("g1")).is_none());
+    }
+
+    #[test]
     fn key_format() {
         assert_eq!(
             redis_key("t1", "llm.defaults"),
-            "ally:config:t1:llm.defaults"
+            "ally:config:{t1:llm.defaults}"
+        );
+        assert_eq!(
+            generation_key("t1", "llm.defaults"),
+            "ally:config:{t1:llm.defaults}:generation"
         );
     }
 
@@ -396,22 +406,5 @@ mod tests {
 
         assert_eq!(stale.unwrap().map(|r| r.version), Some(1));
         assert_eq!(fresh.unwrap().map(|r| r.version), Some(2));
-    }
-
-    #[tokio::test]
-    async fn invalidation_messages_applied() {
-        let cache = ConfigCache::new(Duration::from_secs(60), None);
-        let _ = cache
-            .get_or_load("t1", "llm.defaults", async { Ok::<_, ()>(Some(row(1))) })
-            .await;
-
-        cache
-            .apply_message(r#"{"tenant_id":"t1","config_type":"llm.defaults"}"#)
-            .await;
-        let reloaded = cache
-            .get_or_load("t1", "llm.defaults", async { Ok::<_, ()>(Some(row(2))) })
-            .await;
-
-        assert_eq!(reloaded.unwrap().map(|r| r.version), Some(2));
     }
 }

@@ -1,10 +1,10 @@
 //! Caches in front of the database.
 //!
-//! [`ConfigCache`] keeps active configuration versions in this process's memory and, when
-//! `redis.url` is set, in Redis, which also carries invalidation messages between servers.
+//! [`ConfigCache`] keeps active configuration versions in this process's memory, or in Redis
+//! when `redis.url` is set so that every server reads the same entries.
 
 mod config;
 mod redis_link;
 
-pub use self::config::{CachedConfiguration, ConfigCache, INVALIDATION_CHANNEL, redis_key};
+pub use self::config::{CachedConfiguration, ConfigCache, generation_key, redis_key};
 pub use self::redis_link::{InvalidRedisUrl, RedisLink};

@@ -1,5 +1,4 @@
-//! The shared Redis tier of the caches: plain commands through a [`ConnectionManager`] and a
-//! separate pub/sub connection that receives invalidation messages.
+//! The shared Redis tier of the caches: commands through a [`ConnectionManager`].
 //!
 //! Redis is optional and may fail at any time. Every command runs with a short time limit, and a
 //! failure only makes the caller fall back to the database. The log gets one warning when Redis
@@ -10,10 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, RedisError};
-use tokio::sync::watch;
+use redis::{Client, RedisError};
 use tracing::{debug, info, warn};
 
 /// Time limit of one command, connecting included.
@@ -23,10 +20,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// After a failed command, reads skip Redis for this long, so that an unreachable Redis does
 /// not add a time-out to every read. Writes always try, because their invalidations matter more.
 const READ_PAUSE: Duration = Duration::from_secs(1);
-/// First and largest wait between attempts to reopen the pub/sub connection.
-const SUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const SUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
-
 /// A Redis URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting `redis.url`: {reason}")]
@@ -37,7 +30,6 @@ pub struct InvalidRedisUrl {
 /// Connections to one Redis server, shared by every clone.
 #[derive(Clone)]
 pub struct RedisLink {
-    client: Client,
     commands: ConnectionManager,
     health: std::sync::Arc<Health>,
 }
@@ -47,8 +39,6 @@ struct Health {
     reachable: AtomicBool,
     /// When reads may use Redis again after a failure.
     read_pause_until: Mutex<Option<Instant>>,
-    /// Whether the pub/sub connection is subscribed right now.
-    subscribed: AtomicBool,
 }
 
 impl Health {
@@ -56,7 +46,6 @@ impl Health {
         Health {
             reachable: AtomicBool::new(true),
             read_pause_until: Mutex::new(None),
-            subscribed: AtomicBool::new(false),
         }
     }
 
@@ -111,21 +100,15 @@ impl RedisLink {
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(1);
         let commands =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|error| {
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|error| {
                 InvalidRedisUrl {
                     reason: error.to_string(),
                 }
             })?;
         Ok(RedisLink {
-            client,
             commands,
             health: std::sync::Arc::new(Health::new()),
         })
-    }
-
-    /// Returns whether the subscriber currently receives invalidation messages.
-    pub fn is_subscribed(&self) -> bool {
-        self.health.subscribed.load(Ordering::SeqCst)
     }
 
     /// Runs one command with the time limit and records the outcome.
@@ -150,143 +133,76 @@ impl RedisLink {
         }
     }
 
-    /// Reads `key`. Returns `None` when it is missing, when Redis fails, and while reads are
+    /// Reads two keys in one round trip. Returns `None` when Redis fails and while reads are
     /// paused after a failure.
-    pub async fn get(&self, key: &str) -> Option<String> {
+    pub async fn get_pair(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> Option<(Option<String>, Option<String>)> {
         if self.health.reads_paused() {
             return None;
         }
         let mut connection = self.commands.clone();
-        self.run("GET", async move {
-            connection.get::<_, Option<String>>(key).await
-        })
-        .await
-        .flatten()
-    }
-
-    /// Stores `value` under `key` for `ttl`, rounded to whole milliseconds and at least 1 ms.
-    pub async fn set(&self, key: &str, value: &str, ttl: Duration) {
-        if self.health.reads_paused() {
-            return;
-        }
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = self.commands.clone();
-        self.run("SET", async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(millis)
-                .query_async::<()>(&mut connection)
+        self.run("MGET", async move {
+            redis::cmd("MGET")
+                .arg(first)
+                .arg(second)
+                .query_async::<(Option<String>, Option<String>)>(&mut connection)
                 .await
         })
-        .await;
+        .await
     }
 
-    /// Deletes `key`.
-    pub async fn delete(&self, key: &str) {
+    /// Runs a Lua script by its SHA-1, loading it first when Redis does not know it. Returns
+    /// the script's integer result, or `None` when Redis fails.
+    pub async fn run_script(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Option<i64> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
         let mut connection = self.commands.clone();
-        self.run("DEL", async move { connection.del::<_, ()>(key).await })
-            .await;
+        self.run("EVALSHA", async move {
+            invocation.invoke_async::<i64>(&mut connection).await
+        })
+        .await
     }
 
-    /// Deletes `key` and publishes `message` on `channel` in one round trip. Returns whether
-    /// Redis accepted both.
-    pub async fn delete_and_publish(&self, key: &str, channel: &str, message: &str) -> bool {
-        let mut connection = self.commands.clone();
+    /// Sets `key` to `value` for `ttl` (whole milliseconds, at least 1) and deletes `delete`
+    /// in one MULTI/EXEC transaction. Returns whether Redis applied both.
+    pub async fn replace_and_delete(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        delete: &str,
+    ) -> bool {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut pipeline = redis::pipe();
         pipeline
-            .del(key)
+            .atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(millis)
             .ignore()
-            .publish(channel, message)
+            .del(delete)
             .ignore();
-        self.run("DEL and PUBLISH", async move {
+        let mut connection = self.commands.clone();
+        self.run("SET and DEL", async move {
             pipeline.query_async::<()>(&mut connection).await
         })
         .await
         .is_some()
-    }
-
-    /// Subscribes to `channel` and calls `on_message` with each payload until `stop` turns
-    /// true. `on_subscribed` runs after every successful (re)subscription, because messages
-    /// sent while the connection was down are lost. A lost connection is reopened with
-    /// exponential backoff.
-    pub async fn run_subscriber(
-        &self,
-        channel: &str,
-        on_subscribed: impl Fn() + Send,
-        on_message: impl Fn(&str) + Send,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut backoff = SUBSCRIBE_BACKOFF_MIN;
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            let opened = tokio::time::timeout(COMMAND_TIMEOUT, async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
-                pubsub.subscribe(channel).await?;
-                Ok::<_, RedisError>(pubsub)
-            })
-            .await;
-            let pubsub = match opened {
-                Ok(Ok(pubsub)) => pubsub,
-                Ok(Err(error)) => {
-                    self.health.failed("SUBSCRIBE", &error);
-                    if wait_or_stop(&mut stop, backoff).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(SUBSCRIBE_BACKOFF_MAX);
-                    continue;
-                }
-                Err(_) => {
-                    self.health
-                        .failed("SUBSCRIBE", &format!("timed out after {COMMAND_TIMEOUT:?}"));
-                    if wait_or_stop(&mut stop, backoff).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(SUBSCRIBE_BACKOFF_MAX);
-                    continue;
-                }
-            };
-            self.health.succeeded();
-            self.health.subscribed.store(true, Ordering::SeqCst);
-            on_subscribed();
-            debug!(channel, "subscribed to cache invalidations");
-            backoff = SUBSCRIBE_BACKOFF_MIN;
-
-            let mut messages = pubsub.into_on_message();
-            let stopped = loop {
-                tokio::select! {
-                    message = messages.next() => match message {
-                        Some(message) => match message.get_payload::<String>() {
-                            Ok(payload) => on_message(&payload),
-                            Err(error) => {
-                                warn!(error = %error, channel, "ignored an invalidation message that is not text");
-                            }
-                        },
-                        None => break false,
-                    },
-                    _ = stop.changed() => break true,
-                }
-            };
-            self.health.subscribed.store(false, Ordering::SeqCst);
-            if stopped || *stop.borrow() {
-                break;
-            }
-            self.health
-                .failed("SUBSCRIBE", &"the pub/sub connection closed");
-        }
-        self.health.subscribed.store(false, Ordering::SeqCst);
-        debug!(channel, "cache invalidation subscriber stopped");
-    }
-}
-
-/// Sleeps for `duration` unless `stop` turns true first. Returns whether to stop.
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => *stop.borrow(),
-        changed = stop.changed() => changed.is_err() || *stop.borrow(),
     }
 }
 

@@ -96,9 +96,9 @@ impl Default for ChatSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
-    /// Lifetime of cached configuration documents, in the in-process cache and in Redis. A
-    /// change made through another server without Redis, or whose invalidation message was
-    /// lost, shows here after at most this long.
+    /// Lifetime of cached configuration documents, in the in-process cache or in Redis. A
+    /// change made through another server without Redis, or while Redis was unreachable, shows
+    /// here after at most this long.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
 }

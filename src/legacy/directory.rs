@@ -124,8 +124,7 @@ pub async fn run(settings: Settings, action: LegacyAction) -> anyhow::Result<()>
         }
     }
 
-    // The cache's memory tier is this process's own, so only the Redis tier and the invalidation
-    // messages reach running servers.
+    // With `redis.url` set, running servers read the Redis entries this command invalidates.
     // NOTE: without `redis.url`, running servers keep serving a migrated type's earlier value
     // from memory for up to `cache.ttl`.
     let redis = match &settings.redis.url {

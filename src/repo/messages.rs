@@ -203,22 +203,6 @@ pub async fn soft_delete(
     Ok(changed == 1)
 }
 
-/// Counts a tenant's messages created since `since`, deleted ones included, the figure the
-/// plan's monthly message quota limits.
-#[tracing::instrument(name = "repo.messages.count_created_since", skip_all, fields(tenant.id = %tenant_id))]
-pub async fn count_created_since(
-    conn: &mut DbConnection,
-    tenant_id: &str,
-    since: NaiveDateTime,
-) -> QueryResult<i64> {
-    messages::table
-        .filter(messages::tenant_id.eq(tenant_id))
-        .filter(messages::created_at.ge(since))
-        .count()
-        .get_result(conn)
-        .await
-}
-
 #[tracing::instrument(name = "repo.messages.insert_revision", skip_all)]
 pub async fn insert_revision(
     conn: &mut DbConnection,

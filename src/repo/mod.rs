@@ -10,6 +10,7 @@ pub mod chat_sessions;
 pub mod client_configurations;
 pub mod configurations;
 pub mod email_verifications;
+pub mod message_counts;
 pub mod messages;
 pub mod refresh_tokens;
 pub mod request_ids;

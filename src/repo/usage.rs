@@ -5,7 +5,7 @@ use diesel::{ExpressionMethods, QueryDsl, QueryResult};
 use diesel_async::RunQueryDsl;
 
 use crate::db::DbConnection;
-use crate::schema::{chat_sessions, messages};
+use crate::schema::chat_sessions;
 
 /// A tenant's use of each counted quota.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,8 +16,8 @@ pub struct UsageCounts {
     pub live_api_keys: i64,
 }
 
-/// Counts a tenant's active users, sessions that are not deleted, messages created since
-/// `month_start` (deleted ones included), and keys that are neither revoked nor expired.
+/// Counts a tenant's active users, sessions that are not deleted, messages created in the month
+/// of `month_start` (deleted ones included), and keys that are neither revoked nor expired.
 #[tracing::instrument(name = "repo.usage.counts", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn counts(
     conn: &mut DbConnection,
@@ -32,12 +32,7 @@ pub async fn counts(
         .count()
         .get_result(conn)
         .await?;
-    let messages_this_month = messages::table
-        .filter(messages::tenant_id.eq(tenant_id))
-        .filter(messages::created_at.ge(month_start))
-        .count()
-        .get_result(conn)
-        .await?;
+    let messages_this_month = super::message_counts::get(conn, tenant_id, month_start).await?;
     let live_api_keys = super::api_keys::count_live(conn, tenant_id, now).await?;
     Ok(UsageCounts {
         active_users,

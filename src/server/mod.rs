@@ -192,9 +192,6 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let config_cache = ConfigCache::new(settings.cache.ttl, redis);
-    let cache_task = config_cache
-        .subscriber(shutdown.subscribe())
-        .map(tokio::spawn);
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -256,11 +253,6 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         };
         let result = router.serve_with_incoming_shutdown(incoming, stop).await;
         health_task.abort();
-        if let Some(cache_task) = cache_task
-            && let Err(error) = cache_task.await
-        {
-            error!(error = %error, "the cache invalidation task failed");
-        }
         if let Err(error) = usage_task.await {
             error!(error = %error, "the API key usage task failed");
         }

@@ -1,10 +1,10 @@
 //! ChatService through the generated client, on both backends: sessions, messages, threads,
-//! sharing, quotas, isolation, Watch, concurrent writers, and Watch across two servers that
-//! share a database and a private Redis.
+//! sharing, quotas, isolation, Watch, concurrent writers, and Watch across two server processes
+//! that share a database and a private Redis.
 
 use std::time::Duration;
 
-use ally::models::{self, ChatSession, Message, User};
+use ally::models::{self, ChatSession, User};
 use ally::proto::ally::v1 as pb;
 use ally::schema::{chat_sessions, messages, users};
 use diesel::{ExpressionMethods, QueryDsl};
@@ -15,8 +15,9 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::backend_tests;
-use crate::chat_redis_harness::{PrivateRedis, free_port};
 use crate::common::clients::{Authed, Credential, create_tenant};
+use crate::common::private_redis::{PrivateRedis, free_port};
+use crate::common::server_process::ServerProcess;
 use crate::common::{TestBackend, TestDatabase, TestServer, connect, test_settings};
 
 backend_tests!(
@@ -36,6 +37,8 @@ backend_tests!(
     sessions_isolated_between_tenants,
     session_quota_enforced,
     message_quota_enforced,
+    message_quota_exact_when_concurrent,
+    message_counts_backfilled,
     watch_receives_new_messages,
     watch_resumes_after_message,
     concurrent_writers_all_stored,
@@ -1443,31 +1446,6 @@ fn session_row(tenant: &TestTenant, index: usize) -> ChatSession {
     }
 }
 
-fn message_row(tenant: &TestTenant, session_id: &str, index: usize) -> Message {
-    let now = models::now();
-    Message {
-        tenant_id: tenant.id.clone(),
-        id: models::new_id(),
-        session_id: session_id.to_string(),
-        user_id: Some(tenant.owner_id.clone()),
-        parent_id: None,
-        role: "user".into(),
-        content: format!("bulk {index}"),
-        content_type: "text".into(),
-        model: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        latency_ms: None,
-        finish_reason: None,
-        metadata: "{}".into(),
-        request_id: None,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-    }
-}
-
 async fn session_quota_enforced(backend: TestBackend) {
     let test = TestServer::start(backend).await;
     let acme = tenant(&test, "acme").await;
@@ -1521,25 +1499,8 @@ async fn message_quota_enforced(backend: TestBackend) {
     let acme = tenant(&test, "acme").await;
     let mut client = chat(&test.channel, acme.owner());
     let session = create_session(&mut client, "busy").await;
-    // The free plan allows 1,000 messages a month.
-    let rows: Vec<Message> = (0..999)
-        .map(|index| message_row(&acme, &session.id, index))
-        .collect();
-    // One transaction keeps this fast on SQLite. Diesel's batch insert is not available on the
-    // connection type shared by both backends.
-    let mut conn = test.server.database().write().await.expect("connection");
-    conn.transaction(async |conn| {
-        for row in &rows {
-            diesel::insert_into(messages::table)
-                .values(row)
-                .execute(conn)
-                .await?;
-        }
-        Ok::<_, diesel::result::Error>(())
-    })
-    .await
-    .expect("insert rows");
-    drop(conn);
+    // The free plan allows 1,000 messages a month; the count starts at 999.
+    set_message_count(&test, &acme, 999).await;
 
     add(&mut client, &session.id, "the last one this month", "").await;
     let status = client
@@ -1554,7 +1515,124 @@ async fn message_quota_enforced(backend: TestBackend) {
     assert_eq!(status.code(), Code::ResourceExhausted);
     let quota = status.get_details_quota_failure().expect("QuotaFailure");
     assert_eq!(quota.violations[0].subject, "tenant:messages_per_month");
+    assert!(
+        quota.violations[0].description.contains("created 1000"),
+        "{}",
+        quota.violations[0].description
+    );
+    assert_eq!(stored_messages(&test, &acme).await, 1);
     test.stop().await;
+}
+
+async fn message_quota_exact_when_concurrent(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let acme = tenant(&test, "acme").await;
+    let mut client = chat(&test.channel, acme.owner());
+    let sessions = [
+        create_session(&mut client, "first").await.id,
+        create_session(&mut client, "second").await.id,
+    ];
+    // Five messages remain of the free plan's 1,000; twenty arrive at once.
+    set_message_count(&test, &acme, 995).await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for index in 0..20 {
+        let mut client = client.clone();
+        let session_id = sessions[index % 2].clone();
+        calls.spawn(async move {
+            client
+                .add_message(pb::AddMessageRequest {
+                    session_id,
+                    role: pb::MessageRole::User.into(),
+                    content: format!("concurrent {index}"),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(|status| status.code())
+        });
+    }
+    let mut accepted = 0;
+    let mut exhausted = 0;
+    while let Some(outcome) = calls.join_next().await {
+        match outcome.expect("call task") {
+            Ok(()) => accepted += 1,
+            Err(Code::ResourceExhausted) => exhausted += 1,
+            Err(code) => panic!("an add failed with {code:?}"),
+        }
+    }
+
+    assert_eq!(accepted, 5);
+    assert_eq!(exhausted, 15);
+    assert_eq!(stored_messages(&test, &acme).await, 5);
+    let mut conn = test.server.database().read().await.expect("connection");
+    let counted = ally::repo::message_counts::get(&mut conn, &acme.id, models::now())
+        .await
+        .expect("count");
+    assert_eq!(counted, 1000);
+    drop(conn);
+    test.stop().await;
+}
+
+async fn message_counts_backfilled(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let acme = tenant(&test, "acme").await;
+    let mut client = chat(&test.channel, acme.owner());
+    let session = create_session(&mut client, "history").await;
+    let mut added = Vec::new();
+    for index in 0..3 {
+        added.push(add(&mut client, &session.id, &format!("m{index}"), "").await);
+    }
+    // Move one message into the previous month, then recreate the counts from the messages.
+    let now = models::now();
+    let last_month = now - chrono::Duration::days(40);
+    let mut conn = test.server.database().write().await.expect("connection");
+    diesel::update(messages::table.filter(messages::id.eq(&added[0].id)))
+        .set(messages::created_at.eq(last_month))
+        .execute(&mut *conn)
+        .await
+        .expect("backdate a message");
+    drop(conn);
+    let database = test.server.database();
+    ally::db::migrations::execute(database, ally::db::migrations::Command::Revert)
+        .await
+        .expect("revert the message counts");
+    ally::db::migrations::execute(database, ally::db::migrations::Command::Run)
+        .await
+        .expect("run the message counts again");
+
+    let mut conn = database.read().await.expect("connection");
+    let this_month = ally::repo::message_counts::get(&mut conn, &acme.id, now)
+        .await
+        .expect("count");
+    let previous = ally::repo::message_counts::get(&mut conn, &acme.id, last_month)
+        .await
+        .expect("count");
+    assert_eq!(this_month, 2);
+    assert_eq!(previous, 1);
+    drop(conn);
+    test.stop().await;
+}
+
+/// Sets the tenant's message count for this month, as if it had created `count` messages.
+async fn set_message_count(test: &TestServer, tenant: &TestTenant, count: i64) {
+    let mut conn = test.server.database().write().await.expect("connection");
+    let added =
+        ally::repo::message_counts::try_add(&mut conn, &tenant.id, models::now(), count, None)
+            .await
+            .expect("set the message count");
+    assert!(added);
+}
+
+/// Counts the tenant's stored messages.
+async fn stored_messages(test: &TestServer, tenant: &TestTenant) -> i64 {
+    let mut conn = test.server.database().read().await.expect("connection");
+    messages::table
+        .filter(messages::tenant_id.eq(&tenant.id))
+        .count()
+        .get_result(&mut *conn)
+        .await
+        .expect("count messages")
 }
 
 /// Receives the next message of a Watch stream, failing after 10 s.
@@ -1812,10 +1890,11 @@ async fn server_with_redis(
 async fn watch_across_two_servers() {
     let redis = PrivateRedis::start();
     let database = TestDatabase::create(TestBackend::Mariadb).await;
-    let first = server_with_redis(&database, &redis.url()).await;
-    let second = server_with_redis(&database, &redis.url()).await;
-    let first_channel = connect(first.local_addr()).await;
-    let second_channel = connect(second.local_addr()).await;
+    let redis_url = redis.url();
+    let first = ServerProcess::start(&database, &[("REDIS_URL", &redis_url)]);
+    let second = ServerProcess::start(&database, &[("REDIS_URL", &redis_url)]);
+    let first_channel = first.channel().await;
+    let second_channel = second.channel().await;
 
     let created = create_tenant(&first_channel, "Acme", "acme").await;
     let acme = TestTenant {
@@ -1840,8 +1919,8 @@ async fn watch_across_two_servers() {
     assert_eq!(next_watched(&mut stream).await, local);
 
     drop(stream);
-    first.shutdown().await.expect("first stops");
-    second.shutdown().await.expect("second stops");
+    first.stop().await;
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

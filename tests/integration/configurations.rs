@@ -1,5 +1,5 @@
 //! ConfigurationService through the generated client, on both backends, and its cache across
-//! two servers that share one database and one private Redis.
+//! two server processes that share one database and one private Redis.
 
 use std::time::Duration;
 
@@ -16,9 +16,8 @@ use tonic_types::StatusExt;
 use crate::backend_tests;
 use crate::common::clients::{Authed, Credential, api_keys, audit, create_tenant};
 use crate::common::private_redis::PrivateRedis;
-use crate::common::{
-    TestBackend, TestDatabase, TestServer, connect, init_logging, test_settings, wait_until,
-};
+use crate::common::server_process::ServerProcess;
+use crate::common::{TestBackend, TestDatabase, TestServer, wait_until};
 
 backend_tests!(
     update_get_and_list,
@@ -29,7 +28,7 @@ backend_tests!(
     tenants_isolated,
     update_visible_at_once,
     api_key_scopes_apply,
-    two_servers_share_invalidations,
+    two_servers_read_each_other,
     redis_outage_keeps_serving,
 );
 
@@ -794,10 +793,10 @@ async fn api_key_scopes_apply(backend: TestBackend) {
     test.stop().await;
 }
 
-/// Two servers on one database and one private Redis.
+/// Two server processes on one database and one private Redis.
 struct Replicas {
-    first: ally::server::RunningServer,
-    second: ally::server::RunningServer,
+    first: ServerProcess,
+    second: ServerProcess,
     first_channel: Channel,
     second_channel: Channel,
     redis: PrivateRedis,
@@ -806,74 +805,35 @@ struct Replicas {
 
 impl Replicas {
     async fn start(backend: TestBackend) -> Replicas {
-        init_logging();
         let redis = PrivateRedis::start();
         let database = TestDatabase::create(backend).await;
-        let mut settings = test_settings(&database.url, database.dir());
-        settings.redis.url = Some(redis.url().into());
-        settings.cache.ttl = Duration::from_secs(300);
-        let first = ally::server::start(settings.clone())
-            .await
-            .expect("first server starts");
-        let second = ally::server::start(settings)
-            .await
-            .expect("second server starts");
-        let first_channel = connect(first.local_addr()).await;
-        let second_channel = connect(second.local_addr()).await;
-        let replicas = Replicas {
+        let redis_url = redis.url();
+        let extra = [
+            ("REDIS_URL", redis_url.as_str()),
+            ("ALLY_CACHE__TTL", "300s"),
+        ];
+        // One after the other, so that only the first applies the migrations.
+        let first = ServerProcess::start(&database, &extra);
+        let second = ServerProcess::start(&database, &extra);
+        let first_channel = first.channel().await;
+        let second_channel = second.channel().await;
+        Replicas {
             first,
             second,
             first_channel,
             second_channel,
             redis,
             _database: database,
-        };
-        assert!(
-            replicas.wait_for_subscribers(2).await,
-            "both servers subscribe to invalidations"
-        );
-        replicas
-    }
-
-    /// Waits until `count` connections subscribe to the invalidation channel.
-    async fn wait_for_subscribers(&self, count: i64) -> bool {
-        wait_until(Duration::from_secs(10), || async {
-            let mut connection = self.redis.connection().await;
-            let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(ally::cache::INVALIDATION_CHANNEL)
-                .query_async(&mut connection)
-                .await
-                .unwrap_or_default();
-            counts.first().is_some_and(|(_, n)| *n == count)
-        })
-        .await
+        }
     }
 
     async fn stop(self) {
-        self.first.shutdown().await.expect("first server stops");
-        self.second.shutdown().await.expect("second server stops");
+        self.first.stop().await;
+        self.second.stop().await;
     }
 }
 
-/// Reads through `client` until it returns `version`, for at most 2 s.
-async fn eventually_version(
-    client: &ConfigurationServiceClient<Authed>,
-    config_type: &str,
-    version: i32,
-) -> bool {
-    wait_until(Duration::from_secs(2), || {
-        let mut client = client.clone();
-        async move {
-            get(&mut client, config_type)
-                .await
-                .is_ok_and(|c| c.version == version)
-        }
-    })
-    .await
-}
-
-async fn two_servers_share_invalidations(backend: TestBackend) {
+async fn two_servers_read_each_other(backend: TestBackend) {
     let replicas = Replicas::start(backend).await;
     let owner = owner_of_new_tenant(&replicas.first_channel, "Pair").await;
     let mut writer = configurations(&replicas.first_channel, owner.credential.clone());
@@ -896,14 +856,21 @@ async fn two_servers_share_invalidations(backend: TestBackend) {
     assert!(ttl_ms > 0, "TTL {ttl_ms} ms");
     assert!(ttl_ms <= 300_000, "TTL {ttl_ms} ms");
 
-    put(&mut writer, "llm.defaults", r#"{"v": 2}"#).await;
-    let stored: Option<String> = redis.get(&key).await.expect("Redis GET");
-    assert_eq!(stored, None, "the update deleted the Redis entry");
-    // Pub/sub delivery to the other server is asynchronous, so the read allows it a moment.
-    assert!(
-        eventually_version(&reader, "llm.defaults", 2).await,
-        "the second server still serves version 1"
-    );
+    for version in 2..=4 {
+        put(
+            &mut writer,
+            "llm.defaults",
+            &format!("{{\"v\": {version}}}"),
+        )
+        .await;
+        let read = get(&mut reader, "llm.defaults").await.expect("read");
+        assert_eq!(
+            read.version, version,
+            "the second server read a superseded version"
+        );
+        let read_again = get(&mut reader, "llm.defaults").await.expect("read");
+        assert_eq!(read_again.version, version);
+    }
 
     reader
         .delete_configuration(pb::DeleteConfigurationRequest {
@@ -912,18 +879,10 @@ async fn two_servers_share_invalidations(backend: TestBackend) {
         })
         .await
         .expect("delete through the second server");
-    assert!(
-        wait_until(Duration::from_secs(2), || {
-            let mut writer = writer.clone();
-            async move {
-                get(&mut writer, "llm.defaults")
-                    .await
-                    .is_err_and(|s| s.code() == Code::NotFound)
-            }
-        })
-        .await,
-        "the first server still serves the deleted type"
-    );
+    let deleted = get(&mut writer, "llm.defaults")
+        .await
+        .expect_err("the first server still serves the deleted type");
+    assert_eq!(deleted.code(), Code::NotFound);
     replicas.stop().await;
 }
 
@@ -939,44 +898,34 @@ async fn redis_outage_keeps_serving(backend: TestBackend) {
     let written = put(&mut first, "llm.defaults", r#"{"v": 2}"#).await;
     assert_eq!(written.version, 2);
     assert_eq!(get(&mut first, "llm.defaults").await.unwrap().version, 2);
-    assert!(
-        eventually_version(&second, "llm.defaults", 2).await,
-        "the second server serves its cached version 1 while Redis is down"
-    );
+    assert_eq!(get(&mut second, "llm.defaults").await.unwrap().version, 2);
     let written = put(&mut second, "llm.defaults", r#"{"v": 3}"#).await;
     assert_eq!(written.version, 3);
     assert_eq!(get(&mut second, "llm.defaults").await.unwrap().version, 3);
     assert_eq!(get(&mut first, "llm.defaults").await.unwrap().version, 3);
 
     replicas.redis.restart();
-    assert!(
-        replicas.wait_for_subscribers(2).await,
-        "both servers subscribe again after Redis restarts"
-    );
-    assert_eq!(get(&mut second, "llm.defaults").await.unwrap().version, 3);
-    put(&mut first, "llm.defaults", r#"{"v": 4}"#).await;
-    assert!(
-        eventually_version(&second, "llm.defaults", 4).await,
-        "invalidations reach the second server again"
-    );
-    // The first command after the restart may fail while the connection is reopened, so each
-    // attempt reads a type that no cache contains yet.
+    // The first command after the restart may fail while a connection is reopened, so each
+    // attempt reads a type that Redis does not hold yet, until both servers fill it again.
     let redis = replicas.redis.connection().await;
-    let mut attempt = 0;
-    assert!(
-        wait_until(Duration::from_secs(5), || {
+    for (name, client) in [("first", &first), ("second", &second)] {
+        let mut attempt = 0;
+        let filled = wait_until(Duration::from_secs(5), || {
             attempt += 1;
-            let config_type = format!("probe.{attempt}");
+            let config_type = format!("probe.{name}.{attempt}");
             let key = ally::cache::redis_key(&owner.tenant_id, &config_type);
-            let mut second = second.clone();
+            let mut client = client.clone();
             let mut redis = redis.clone();
             async move {
-                let _ = get(&mut second, &config_type).await;
+                let _ = get(&mut client, &config_type).await;
                 redis.exists::<_, bool>(&key).await.unwrap_or(false)
             }
         })
-        .await,
-        "reads fill Redis again"
-    );
+        .await;
+        assert!(filled, "reads through the {name} server fill Redis again");
+    }
+    assert_eq!(get(&mut second, "llm.defaults").await.unwrap().version, 3);
+    put(&mut first, "llm.defaults", r#"{"v": 4}"#).await;
+    assert_eq!(get(&mut second, "llm.defaults").await.unwrap().version, 4);
     replicas.stop().await;
 }

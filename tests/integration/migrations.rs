@@ -17,7 +17,7 @@ backend_tests!(
     serve_refuses_outdated_schema
 );
 
-const MIGRATION_COUNT: usize = 11;
+const MIGRATION_COUNT: usize = 12;
 
 async fn open(database: &TestDatabase) -> Database {
     let settings = test_settings(&database.url, database.dir());

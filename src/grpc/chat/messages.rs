@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncConnection;
 use tonic::Request;
@@ -142,41 +142,34 @@ fn validate_add(request: pb::AddMessageRequest) -> Result<NewMessage, ApiError> 
     })
 }
 
-/// Returns midnight UTC of the first day of the month of `now`.
-fn month_start(now: NaiveDateTime) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
-        .and_then(|day| day.and_hms_opt(0, 0, 0))
-        .unwrap_or(now)
-}
-
-/// Fails with RESOURCE_EXHAUSTED when the tenant created as many messages this month as its
-/// plan allows.
-// NOTE: The count is not serialized with concurrent adds, because a tenant-wide lock would queue
-// every message of the tenant. Concurrent adds can pass the limit by up to their number.
-async fn check_message_quota(
+/// Adds `count` new messages to the tenant's count for this month, or fails with
+/// RESOURCE_EXHAUSTED when that would pass its plan's monthly limit. Call it last in the
+/// transaction that stores the messages, because the count row stays locked until the
+/// transaction ends and every add of the tenant queues on it.
+pub(crate) async fn count_new_messages(
     conn: &mut DbConnection,
     tenant_id: &str,
     now: NaiveDateTime,
+    count: i64,
 ) -> Result<(), ApiError> {
     let tenant = repo::tenants::find(conn, tenant_id)
         .await?
         .ok_or(ApiError::NotFound { resource: "tenant" })?;
     let plan = Plan::parse(&tenant.plan).unwrap_or(Plan::Free);
-    let Some(limit) = plan.quotas().messages_per_month else {
+    let limit = plan.quotas().messages_per_month;
+    if repo::message_counts::try_add(conn, tenant_id, now, count, limit).await? {
         return Ok(());
-    };
-    let created = repo::messages::count_created_since(conn, tenant_id, month_start(now)).await?;
-    if created >= limit {
-        return Err(ApiError::QuotaExceeded {
-            subject: "tenant:messages_per_month".into(),
-            description: format!(
-                "the {} plan allows {limit} messages a calendar month (UTC) and the tenant \
-                 created {created} this month; wait for the next month or upgrade the plan",
-                plan.as_str()
-            ),
-        });
     }
-    Ok(())
+    let created = repo::message_counts::get(conn, tenant_id, now).await?;
+    Err(ApiError::QuotaExceeded {
+        subject: "tenant:messages_per_month".into(),
+        description: format!(
+            "the {} plan allows {} messages a calendar month (UTC) and the tenant created \
+             {created} this month; wait for the next month or upgrade the plan",
+            plan.as_str(),
+            limit.unwrap_or(i64::MAX),
+        ),
+    })
 }
 
 /// Outcome of the AddMessage transaction.
@@ -324,7 +317,6 @@ impl ChatApi {
                 ));
             }
         }
-        check_message_quota(conn, caller.tenant_id, models::now()).await?;
 
         if !repo::chat_sessions::count_new_message(
             conn,
@@ -372,6 +364,7 @@ impl ChatApi {
                 .detail("role", new.role),
         );
         repo::audit::insert(conn, &entry).await?;
+        count_new_messages(conn, caller.tenant_id, now, 1).await?;
         Ok(Added::New(message))
     }
 
@@ -731,22 +724,6 @@ mod tests {
         let nodes = vec![node("x", Some("y")), node("y", Some("x"))];
 
         assert_eq!(thread_path(&nodes, "x").unwrap(), ["y", "x"]);
-    }
-
-    #[test]
-    fn month_start_is_first_day_midnight() {
-        let now = NaiveDate::from_ymd_opt(2026, 12, 17)
-            .unwrap()
-            .and_hms_opt(13, 5, 0)
-            .unwrap();
-
-        assert_eq!(
-            month_start(now),
-            NaiveDate::from_ymd_opt(2026, 12, 1)
-                .unwrap()
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-        );
     }
 
     #[test]

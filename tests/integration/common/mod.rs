@@ -6,6 +6,7 @@ pub mod clients;
 pub mod otlp;
 pub mod private_mariadb;
 pub mod private_redis;
+pub mod server_process;
 
 use std::net::SocketAddr;
 use std::time::Duration;

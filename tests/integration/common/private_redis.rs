@@ -75,7 +75,8 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn free_port() -> u16 {
+/// Returns a port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

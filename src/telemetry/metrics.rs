@@ -96,7 +96,7 @@ pub enum CacheTier {
 }
 
 impl CacheTier {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             CacheTier::Memory => "memory",
             CacheTier::Redis => "redis",

@@ -239,6 +239,19 @@ async fn metrics_export(backend: TestBackend) {
         .await
         .expect_err("an invalid id fails");
     let failed_code = (failed.code() as i32).to_string();
+    // The cache also stores "no active version", so the second read of a missing type is a hit.
+    let mut configurations =
+        pb::configuration_service_client::ConfigurationServiceClient::with_interceptor(
+            test.channel.clone(),
+            owner.clone(),
+        );
+    for _ in 0..2 {
+        let _ = configurations
+            .get_configuration(pb::GetConfigurationRequest {
+                config_type: "telemetry.test".into(),
+            })
+            .await;
+    }
     flush(&telemetry).await;
 
     let exports = receiver.received.metrics.lock().unwrap().clone();
@@ -278,6 +291,22 @@ async fn metrics_export(backend: TestBackend) {
         ),
         Some(1)
     );
+
+    let cache = find_metric(&exports, "ally.cache.lookups");
+    for result in ["miss", "hit"] {
+        assert_eq!(
+            sum_value(
+                &cache,
+                &[
+                    ("cache.name", "configuration"),
+                    ("cache.tier", "memory"),
+                    ("cache.result", result),
+                ]
+            ),
+            Some(1),
+            "one cache {result}"
+        );
+    }
 
     let connections = find_metric(&exports, "db.client.connection.count");
     let idle = sum_value(

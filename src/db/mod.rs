@@ -136,7 +136,7 @@ struct Inner {
 pub struct WeakDatabase(std::sync::Weak<Inner>);
 
 impl WeakDatabase {
-    /// Returns the database while something else still holds it.
+    /// Returns the database while another handle still keeps it open.
     pub fn upgrade(&self) -> Option<Database> {
         self.0.upgrade().map(|inner| Database { inner })
     }

@@ -86,7 +86,7 @@ pub fn record_rpc(service: &'static str, method: &'static str, code: i32, durati
     );
 }
 
-/// Where a cache lookup was answered.
+/// Cache tier that served a lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheTier {
     /// This process's memory.

@@ -2,7 +2,7 @@
 //!
 //! Log lines go to stderr: readable text in development and testing, JSON lines in production,
 //! at the level `RUST_LOG` sets (default `info`). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set,
-//! Ally's spans and metrics are also exported over OTLP/gRPC to that endpoint; otherwise no
+//! Ally's spans and metrics are also exported over OTLP/gRPC to that endpoint. Without it no
 //! exporter is built and nothing leaves the process. `docs/observability.md` lists the span
 //! and metric names and `docs/logging.md` the logging policy.
 
@@ -33,11 +33,11 @@ pub const OTLP_ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Name under which spans and metrics are exported, unless `OTEL_SERVICE_NAME` sets another.
 pub const SERVICE_NAME: &str = "ally";
 
-/// Longest wait for one OTLP export, so an unreachable collector cannot hold up shutdown long.
+/// Maximum wait for one OTLP export, so an unreachable collector cannot hold up shutdown long.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Dependencies whose events the log output never shows below a level, whatever `RUST_LOG`
-/// says. mysql_async (0.37, `src/conn/routines/exec.rs`) records every bound parameter of a
+/// sets. mysql_async (0.37, `src/conn/routines/exec.rs`) records every bound parameter of a
 /// statement, which includes password hashes and message bodies, on its spans when DEBUG is on
 /// and its `tracing` feature is built. That feature is off in Ally's build today, so the cap
 /// guards against a dependency turning it on.
@@ -46,7 +46,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// TRACE for every target and checks that no secret reaches the output.
 const DEPENDENCY_LEVEL_CAPS: &[(&str, Level)] = &[("mysql_async", Level::INFO)];
 
-/// What [`install`] sets up.
+/// Settings of [`install`].
 pub struct TelemetryOptions {
     /// Chooses text or JSON log lines.
     pub environment: Environment,

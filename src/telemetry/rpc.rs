@@ -1,7 +1,7 @@
 //! The RPC span and metrics: a tower layer, outermost in front of every service, that opens
-//! one span per call, joins the caller's trace from the W3C `traceparent` header, and when the
-//! response's last frame is sent records the gRPC status code and the duration on the span, in
-//! the `rpc.server.call.duration` histogram and in one log line.
+//! one span per call and joins the caller's trace from the W3C `traceparent` header. When the
+//! response's last frame is sent, it records the gRPC status code and the duration on the span,
+//! in the `rpc.server.call.duration` histogram and in one log line.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

@@ -105,7 +105,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(settings.environment);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,14 +116,24 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The OTLP exporter opens its connection on the runtime, so it is built inside it.
+    let telemetry = match runtime.block_on(async { crate::telemetry::init(settings.environment) }) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("ally: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(run(cli.command.unwrap_or(CliCommand::Serve), settings));
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error!("{error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(command: CliCommand, settings: Settings) -> anyhow::Result<()> {

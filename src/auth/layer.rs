@@ -80,8 +80,10 @@ where
                 client_ip,
             };
 
+            crate::telemetry::record_caller(&request_id, None);
             let mut response = match authenticator.authenticate(&call, request_id.clone()).await {
                 Ok(context) => {
+                    crate::telemetry::record_caller(&request_id, context.tenant_id.as_deref());
                     request.extensions_mut().insert(context);
                     inner.call(request).await?
                 }

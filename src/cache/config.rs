@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::redis_link::RedisLink;
 use crate::models::Configuration;
+use crate::telemetry::metrics::{CacheTier, record_cache_lookup};
 
 /// Maximum number of entries in one process's memory. When full, moka evicts the entries least
 /// likely to be read again.
@@ -195,6 +197,11 @@ impl ConfigCache {
 
     /// Returns the active version of a configuration type from the cache, calling `load` (the
     /// database query) and filling the cache on a miss.
+    #[tracing::instrument(
+        name = "cache.configuration.get",
+        skip_all,
+        fields(tenant.id = %tenant_id, config.type = %config_type, cache.tier, cache.result)
+    )]
     pub async fn get_or_load<E, F>(
         &self,
         tenant_id: &str,
@@ -213,12 +220,17 @@ impl ConfigCache {
                     tenant_id: tenant_id.to_string(),
                     config_type: config_type.to_string(),
                 };
-                if let Some(entry) = entries.get(&key).await {
+                let cached = entries.get(&key).await;
+                record_lookup(CacheTier::Memory, cached.is_some());
+                if let Some(entry) = cached {
                     return Ok(entry);
                 }
                 let seen = generation.load(Ordering::SeqCst);
                 let entry = load.await?.map(Arc::new);
-                entries.insert(key.clone(), entry.clone()).await;
+                entries
+                    .insert(key.clone(), entry.clone())
+                    .instrument(put_span(CacheTier::Memory))
+                    .await;
                 // Checking after the insert closes the race with an invalidation that runs
                 // between a check and the insert: either that invalidation removes the entry or
                 // this check reads its new generation.
@@ -231,9 +243,12 @@ impl ConfigCache {
                 let generation_key = generation_key(tenant_id, config_type);
                 let value_key = redis_key(tenant_id, config_type);
                 let seen = redis.get_pair(&generation_key, &value_key).await;
-                if let Some((current, Some(stored))) = &seen
-                    && let Some(entry) = decode_current(stored, current.as_deref())
-                {
+                let cached = match &seen {
+                    Some((current, Some(stored))) => decode_current(stored, current.as_deref()),
+                    _ => None,
+                };
+                record_lookup(CacheTier::Redis, cached.is_some());
+                if let Some(entry) = cached {
                     return Ok(entry);
                 }
                 let entry = load.await?.map(Arc::new);
@@ -250,6 +265,7 @@ impl ConfigCache {
                                 &millis(self.inner.ttl * 2).to_string(),
                             ],
                         )
+                        .instrument(put_span(CacheTier::Redis))
                         .await;
                 }
                 Ok(entry)
@@ -260,6 +276,11 @@ impl ConfigCache {
     /// Removes a configuration type from the cache of every server. Call it after the
     /// transaction that changed the type commits. A Redis failure is logged and otherwise
     /// ignored: the entry then expires within `cache.ttl`.
+    #[tracing::instrument(
+        name = "cache.configuration.invalidate",
+        skip_all,
+        fields(tenant.id = %tenant_id, config.type = %config_type)
+    )]
     pub async fn invalidate(&self, tenant_id: &str, config_type: &str) {
         match &self.inner.store {
             Store::Local {
@@ -285,6 +306,19 @@ impl ConfigCache {
             }
         }
     }
+}
+
+/// Records a lookup on the current `cache.configuration.get` span and in the
+/// `ally.cache.lookups` metric. A Redis lookup that failed counts as a miss.
+fn record_lookup(tier: CacheTier, hit: bool) {
+    let span = tracing::Span::current();
+    span.record("cache.tier", tier.as_str());
+    span.record("cache.result", if hit { "hit" } else { "miss" });
+    record_cache_lookup(tier, hit);
+}
+
+fn put_span(tier: CacheTier) -> tracing::Span {
+    tracing::info_span!("cache.configuration.put", cache.tier = tier.as_str())
 }
 
 /// Returns `duration` in whole milliseconds, at least 1.

@@ -126,7 +126,47 @@ struct Inner {
     connector: Connector,
     pool: Pool,
     writer: Pool,
+    /// Whether `writer` is a pool of its own rather than a clone of `pool`.
+    separate_writer: bool,
     connect_timeout: Duration,
+}
+
+/// A handle to a [`Database`] that does not keep its pools open.
+#[derive(Clone)]
+pub struct WeakDatabase(std::sync::Weak<Inner>);
+
+impl WeakDatabase {
+    /// Returns the database while another handle still keeps it open.
+    pub fn upgrade(&self) -> Option<Database> {
+        self.0.upgrade().map(|inner| Database { inner })
+    }
+}
+
+/// Connection counts of one pool, for metrics.
+#[derive(Clone, Debug)]
+pub struct PoolStatus {
+    /// `main`, or `writer` for the single-connection write pool of a SQLite file.
+    pub name: &'static str,
+    /// Open connections, idle or handed out.
+    pub open: u32,
+    pub idle: u32,
+    /// Requests waiting for a connection now.
+    pub waiting: u64,
+    /// Waits that ended in a timeout since the pool was built.
+    pub timed_out: u64,
+}
+
+impl PoolStatus {
+    fn read(name: &'static str, pool: &Pool) -> PoolStatus {
+        let state = pool.state();
+        PoolStatus {
+            name,
+            open: state.connections,
+            idle: state.idle_connections,
+            waiting: state.statistics.pending_gets(),
+            timed_out: state.statistics.get_timed_out,
+        }
+    }
 }
 
 impl Database {
@@ -155,6 +195,7 @@ impl Database {
             }
             _ => build_pool(&connector, options).await?,
         };
+        let separate_writer = connector.backend() == Backend::Sqlite && !in_memory;
         let writer = match (connector.backend(), in_memory) {
             (Backend::Sqlite, false) => {
                 let single = PoolOptions {
@@ -172,6 +213,7 @@ impl Database {
                 connector,
                 pool,
                 writer,
+                separate_writer,
                 connect_timeout: options.connect_timeout,
             }),
         })
@@ -206,6 +248,20 @@ impl Database {
     /// Counts of open and idle connections in the read pool.
     pub fn pool_state(&self) -> bb8::State {
         self.inner.pool.state()
+    }
+
+    /// Returns the connection counts of each pool: `main`, and `writer` on a SQLite file.
+    pub fn pool_statuses(&self) -> Vec<PoolStatus> {
+        let mut statuses = vec![PoolStatus::read("main", &self.inner.pool)];
+        if self.inner.separate_writer {
+            statuses.push(PoolStatus::read("writer", &self.inner.writer));
+        }
+        statuses
+    }
+
+    /// Returns a handle that does not keep the pools open.
+    pub fn downgrade(&self) -> WeakDatabase {
+        WeakDatabase(Arc::downgrade(&self.inner))
     }
 
     /// Runs `SELECT 1` on a pooled connection.

@@ -13,6 +13,7 @@ use crate::schema::{api_keys, users};
 
 /// Loads a key by its public key id, with the user it belongs to. This lookup runs before the
 /// tenant is known, on the key id's own unique index.
+#[tracing::instrument(name = "repo.api_keys.find_with_owner", skip_all)]
 pub async fn find_with_owner(
     conn: &mut DbConnection,
     key_id: &str,
@@ -30,6 +31,7 @@ pub async fn find_with_owner(
         .optional()
 }
 
+#[tracing::instrument(name = "repo.api_keys.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, key: &ApiKey) -> QueryResult<()> {
     diesel::insert_into(api_keys::table)
         .values(key)
@@ -39,6 +41,7 @@ pub async fn insert(conn: &mut DbConnection, key: &ApiKey) -> QueryResult<()> {
 }
 
 /// Counts keys that are neither revoked nor expired, the figure the plan's key quota limits.
+#[tracing::instrument(name = "repo.api_keys.count_live", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn count_live(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -58,6 +61,7 @@ pub async fn count_live(
 }
 
 /// Loads one key of a tenant by its row id.
+#[tracing::instrument(name = "repo.api_keys.find", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -81,6 +85,7 @@ pub struct ApiKeyFilter {
 }
 
 /// Lists a tenant's keys newest first, `limit` rows after the cursor `(created_at, id)`.
+#[tracing::instrument(name = "repo.api_keys.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -114,6 +119,7 @@ pub async fn list(
 
 /// Sets `revoked_at` of a key that is not revoked yet. Returns false when the key was already
 /// revoked or does not exist, and then changes nothing.
+#[tracing::instrument(name = "repo.api_keys.revoke", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn revoke(
     conn: &mut DbConnection,
     tenant_id: &str,

@@ -10,12 +10,17 @@ use crate::models::AuditLog;
 use crate::schema::audit_logs;
 
 /// Appends one entry.
+///
+/// NOTE: the `ally.audit.entries` metric counts the insert here, so an entry whose transaction
+/// later rolls back (and is retried) is counted again.
+#[tracing::instrument(name = "repo.audit.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, entry: &AuditLog) -> QueryResult<()> {
     diesel::insert_into(audit_logs::table)
         .values(entry)
         .execute(conn)
-        .await
-        .map(drop)
+        .await?;
+    crate::telemetry::metrics::record_audit_entry(&entry.event_type, &entry.severity);
+    Ok(())
 }
 
 /// Conditions that listed entries all meet. `None` and empty fields match every entry.
@@ -44,6 +49,7 @@ pub enum Order {
 
 /// Lists a tenant's entries that match `filter`, `limit` rows after the cursor
 /// `(created_at, id)` in `order`.
+#[tracing::instrument(name = "repo.audit.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -106,6 +112,7 @@ pub async fn list(
 }
 
 /// Counts the entries of every tenant created before `cutoff`.
+#[tracing::instrument(name = "repo.audit.count_before", skip_all)]
 pub async fn count_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<i64> {
     audit_logs::table
         .filter(audit_logs::created_at.lt(cutoff))
@@ -117,6 +124,7 @@ pub async fn count_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Que
 /// Deletes at most `limit` of the oldest entries of every tenant created before `cutoff`, and
 /// returns how many it deleted. Callers repeat it until it returns less than `limit`, so that no
 /// single statement holds locks on a large part of the table.
+#[tracing::instrument(name = "repo.audit.delete_before", skip_all)]
 pub async fn delete_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,

@@ -15,6 +15,7 @@ use crate::schema::{chat_sessions, messages};
 /// Sort key of a session listing: `(last_message_at, created_at, id)`.
 pub type ActivityCursor = (Option<NaiveDateTime>, NaiveDateTime, String);
 
+#[tracing::instrument(name = "repo.chat_sessions.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, session: &ChatSession) -> QueryResult<()> {
     diesel::insert_into(chat_sessions::table)
         .values(session)
@@ -24,6 +25,7 @@ pub async fn insert(conn: &mut DbConnection, session: &ChatSession) -> QueryResu
 }
 
 /// Loads one session of a tenant, deleted or not.
+#[tracing::instrument(name = "repo.chat_sessions.find", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -41,6 +43,7 @@ pub async fn find(
 /// Loads the session whose share token has the hash `token_hash`. This lookup runs on the
 /// token's unique index across all tenants, so the caller must compare the session's tenant with
 /// its own before it returns anything.
+#[tracing::instrument(name = "repo.chat_sessions.find_by_share_hash", skip_all)]
 pub async fn find_by_share_hash(
     conn: &mut DbConnection,
     token_hash: &str,
@@ -54,6 +57,7 @@ pub async fn find_by_share_hash(
 }
 
 /// Writes every mutable column of `session`.
+#[tracing::instrument(name = "repo.chat_sessions.update", skip_all)]
 pub async fn update(conn: &mut DbConnection, session: &ChatSession) -> QueryResult<()> {
     diesel::update(
         chat_sessions::table
@@ -79,6 +83,7 @@ pub async fn update(conn: &mut DbConnection, session: &ChatSession) -> QueryResu
 /// increments `message_count` of the session if it belongs to `user_id`, is active and is not
 /// deleted. Returns false when no such session exists. AddMessage runs this before anything
 /// else that writes, so that concurrent adds to one session queue on this row lock.
+#[tracing::instrument(name = "repo.chat_sessions.count_new_message", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn count_new_message(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -101,6 +106,7 @@ pub async fn count_new_message(
 
 /// Sets `last_message_at` and `updated_at` of a session to `at`, the time of its newest
 /// message.
+#[tracing::instrument(name = "repo.chat_sessions.set_last_message_at", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn set_last_message_at(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -122,6 +128,7 @@ pub async fn set_last_message_at(
 }
 
 /// Decrements `message_count` after a message was deleted, never below zero.
+#[tracing::instrument(name = "repo.chat_sessions.forget_message", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn forget_message(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -144,6 +151,7 @@ pub async fn forget_message(
 }
 
 /// Counts a tenant's sessions that are not deleted, the figure the plan's session quota limits.
+#[tracing::instrument(name = "repo.chat_sessions.count_live", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn count_live(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<i64> {
     chat_sessions::table
         .filter(chat_sessions::tenant_id.eq(tenant_id))
@@ -188,6 +196,7 @@ pub fn contains_pattern(text: &str) -> String {
 /// Lists a tenant's sessions by latest activity: `last_message_at` descending with sessions
 /// without messages last, then `created_at` and `id` descending. Returns `limit` rows after
 /// the cursor.
+#[tracing::instrument(name = "repo.chat_sessions.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -263,6 +272,7 @@ pub async fn list(
 }
 
 /// Counts sessions of every tenant deleted before `cutoff`.
+#[tracing::instrument(name = "repo.chat_sessions.count_deleted_before", skip_all)]
 pub async fn count_deleted_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
@@ -277,6 +287,7 @@ pub async fn count_deleted_before(
 /// Deletes at most `limit` sessions of any tenant that were soft-deleted before `cutoff`, with
 /// their messages and revisions through the foreign keys, and returns how many sessions it
 /// deleted. Callers repeat it until it returns less than `limit`.
+#[tracing::instrument(name = "repo.chat_sessions.purge_deleted_before", skip_all)]
 pub async fn purge_deleted_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,

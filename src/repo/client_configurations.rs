@@ -12,6 +12,7 @@ use crate::models::ClientConfiguration;
 use crate::schema::client_configurations;
 
 /// Loads one document of a tenant by id.
+#[tracing::instrument(name = "repo.client_configurations.find", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -27,6 +28,7 @@ pub async fn find(
 }
 
 /// Loads the document of a tenant with this client id and legacy version.
+#[tracing::instrument(name = "repo.client_configurations.find_by_version", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find_by_version(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -43,6 +45,7 @@ pub async fn find_by_version(
         .optional()
 }
 
+#[tracing::instrument(name = "repo.client_configurations.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, row: &ClientConfiguration) -> QueryResult<()> {
     diesel::insert_into(client_configurations::table)
         .values(row)
@@ -53,6 +56,7 @@ pub async fn insert(conn: &mut DbConnection, row: &ClientConfiguration) -> Query
 
 /// Writes a document's migration state: `migration_status`, `migration_error`, `migrated_at`
 /// and `updated_at`. The original text is never written after the import.
+#[tracing::instrument(name = "repo.client_configurations.set_migration_state", skip_all)]
 pub async fn set_migration_state(
     conn: &mut DbConnection,
     row: &ClientConfiguration,
@@ -81,6 +85,7 @@ pub struct ClientConfigurationFilter {
 }
 
 /// Lists a tenant's documents oldest first, `limit` rows after the cursor `(created_at, id)`.
+#[tracing::instrument(name = "repo.client_configurations.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,

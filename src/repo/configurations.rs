@@ -11,6 +11,7 @@ use crate::models::{self, Configuration};
 use crate::schema::configurations;
 
 /// Loads the active version of a configuration type, unless the type is deleted.
+#[tracing::instrument(name = "repo.configurations.active", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn active(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -28,6 +29,7 @@ pub async fn active(
 }
 
 /// Loads one version of a configuration type, deleted or not.
+#[tracing::instrument(name = "repo.configurations.version", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn version(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -60,6 +62,7 @@ pub struct NewVersion<'a> {
 /// Adds the next version of a configuration type and makes it the only active one. Call it
 /// inside a transaction after [`super::tenants::lock_for_update`], so that two writers cannot
 /// pick the same version number.
+#[tracing::instrument(name = "repo.configurations.append_version", skip_all)]
 pub async fn append_version(
     conn: &mut DbConnection,
     new: &NewVersion<'_>,
@@ -105,6 +108,7 @@ pub async fn append_version(
 
 /// Lists the versions of a configuration type newest first, `limit` rows below
 /// `before_version`.
+#[tracing::instrument(name = "repo.configurations.revisions", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn revisions(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -129,6 +133,7 @@ pub async fn revisions(
 
 /// Marks the active version of a configuration type deleted, unless it already is. Returns
 /// whether a row changed.
+#[tracing::instrument(name = "repo.configurations.mark_deleted", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn mark_deleted(
     conn: &mut DbConnection,
     tenant_id: &str,

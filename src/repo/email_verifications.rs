@@ -8,6 +8,7 @@ use crate::db::DbConnection;
 use crate::models::EmailVerification;
 use crate::schema::email_verifications;
 
+#[tracing::instrument(name = "repo.email_verifications.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, row: &EmailVerification) -> QueryResult<()> {
     diesel::insert_into(email_verifications::table)
         .values(row)
@@ -17,6 +18,7 @@ pub async fn insert(conn: &mut DbConnection, row: &EmailVerification) -> QueryRe
 }
 
 /// Loads a token of the tenant by the hash of its secret.
+#[tracing::instrument(name = "repo.email_verifications.find_by_hash", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find_by_hash(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -33,6 +35,7 @@ pub async fn find_by_hash(
 
 /// Marks a token as used if it is still unused. Returns false when another call used it first,
 /// so that a token works once even under concurrent calls.
+#[tracing::instrument(name = "repo.email_verifications.mark_used", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn mark_used(
     conn: &mut DbConnection,
     tenant_id: &str,

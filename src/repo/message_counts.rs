@@ -18,6 +18,7 @@ pub fn month_of(time: NaiveDateTime) -> String {
 ///
 /// The UPDATE locks the tenant's row until the transaction ends, so concurrent calls queue and
 /// each sees the count the previous one left. The row of a new month is created on first use.
+#[tracing::instrument(name = "repo.message_counts.try_add", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn try_add(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -34,6 +35,7 @@ pub async fn try_add(
 }
 
 /// Returns a tenant's count for the month of `now`.
+#[tracing::instrument(name = "repo.message_counts.get", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn get(conn: &mut DbConnection, tenant_id: &str, now: NaiveDateTime) -> QueryResult<i64> {
     let count = tenant_message_counts::table
         .filter(tenant_message_counts::tenant_id.eq(tenant_id))

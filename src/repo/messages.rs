@@ -14,6 +14,7 @@ use crate::schema::{message_revisions, messages};
 /// Sort key of messages in a session: `(created_at, id)`.
 pub type MessageCursor = (NaiveDateTime, String);
 
+#[tracing::instrument(name = "repo.messages.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, message: &Message) -> QueryResult<()> {
     diesel::insert_into(messages::table)
         .values(message)
@@ -23,6 +24,7 @@ pub async fn insert(conn: &mut DbConnection, message: &Message) -> QueryResult<(
 }
 
 /// Loads one message of a tenant, deleted or not.
+#[tracing::instrument(name = "repo.messages.find", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -38,6 +40,7 @@ pub async fn find(
 }
 
 /// Loads the message added to a session with the idempotency key `request_id`.
+#[tracing::instrument(name = "repo.messages.find_by_request_id", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find_by_request_id(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -56,6 +59,7 @@ pub async fn find_by_request_id(
 
 /// Lists messages of a session that are not deleted, oldest first, `limit` rows after the
 /// cursor. With `parent_id`, only the direct replies to that message.
+#[tracing::instrument(name = "repo.messages.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -88,6 +92,7 @@ pub async fn list(
 }
 
 /// Loads the messages of a tenant with the given ids, in no particular order.
+#[tracing::instrument(name = "repo.messages.find_many", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find_many(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -110,6 +115,7 @@ pub struct TreeNode {
 }
 
 /// Loads the tree of a session, oldest message first, deleted messages included.
+#[tracing::instrument(name = "repo.messages.tree", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn tree(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -133,6 +139,7 @@ pub async fn tree(
 }
 
 /// Returns the sort key of the newest message of a session, deleted or not.
+#[tracing::instrument(name = "repo.messages.latest", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn latest(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -150,6 +157,7 @@ pub async fn latest(
 
 /// Replaces the content of a message that still has `version`, and increments the version.
 /// Returns false when the message changed or was deleted in between.
+#[tracing::instrument(name = "repo.messages.replace_content", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn replace_content(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -176,6 +184,7 @@ pub async fn replace_content(
 }
 
 /// Soft-deletes a message that is not deleted yet. Returns false when there was none.
+#[tracing::instrument(name = "repo.messages.soft_delete", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn soft_delete(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -194,6 +203,7 @@ pub async fn soft_delete(
     Ok(changed == 1)
 }
 
+#[tracing::instrument(name = "repo.messages.insert_revision", skip_all)]
 pub async fn insert_revision(
     conn: &mut DbConnection,
     revision: &MessageRevision,
@@ -207,6 +217,7 @@ pub async fn insert_revision(
 
 /// Lists the revisions of a message by version, oldest first, `limit` rows after
 /// `after_version`.
+#[tracing::instrument(name = "repo.messages.list_revisions", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list_revisions(
     conn: &mut DbConnection,
     tenant_id: &str,

@@ -8,6 +8,7 @@ use crate::db::DbConnection;
 use crate::models::RefreshToken;
 use crate::schema::refresh_tokens;
 
+#[tracing::instrument(name = "repo.refresh_tokens.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, token: &RefreshToken) -> QueryResult<()> {
     diesel::insert_into(refresh_tokens::table)
         .values(token)
@@ -18,6 +19,7 @@ pub async fn insert(conn: &mut DbConnection, token: &RefreshToken) -> QueryResul
 
 /// Loads a token by the hash of its secret. This lookup runs before the tenant is known, on the
 /// hash's own unique index, and the row it returns names the tenant.
+#[tracing::instrument(name = "repo.refresh_tokens.find_by_hash", skip_all)]
 pub async fn find_by_hash(
     conn: &mut DbConnection,
     token_hash: &str,
@@ -32,6 +34,7 @@ pub async fn find_by_hash(
 
 /// Marks a token as exchanged if it is neither exchanged nor revoked yet. Returns false when
 /// another call got there first, which makes concurrent exchanges of one token detectable.
+#[tracing::instrument(name = "repo.refresh_tokens.mark_used", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn mark_used(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -52,6 +55,7 @@ pub async fn mark_used(
 }
 
 /// Revokes every token of a family that is not revoked yet and returns how many it revoked.
+#[tracing::instrument(name = "repo.refresh_tokens.revoke_family", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn revoke_family(
     conn: &mut DbConnection,
     tenant_id: &str,

@@ -11,6 +11,7 @@ use crate::schema::request_ids;
 pub const PLATFORM_SCOPE: &str = "platform";
 
 /// Returns the id of the resource an earlier call with this request id created.
+#[tracing::instrument(name = "repo.request_ids.find", skip_all)]
 pub async fn find(
     conn: &mut DbConnection,
     scope: &str,
@@ -27,6 +28,7 @@ pub async fn find(
         .optional()
 }
 
+#[tracing::instrument(name = "repo.request_ids.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, row: &RequestId) -> QueryResult<()> {
     diesel::insert_into(request_ids::table)
         .values(row)

@@ -12,6 +12,7 @@ use crate::models::Tenant;
 use crate::schema::tenants;
 
 /// Loads a tenant by id, including a soft-deleted one.
+#[tracing::instrument(name = "repo.tenants.find", skip_all)]
 pub async fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Tenant>> {
     tenants::table
         .filter(tenants::id.eq(id))
@@ -25,6 +26,7 @@ pub async fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Tenan
 /// tenant's rows against a quota or an invariant (users, owners, API keys, configuration
 /// versions) and then change them run one after another. Only MySQL needs the lock: SQLite runs
 /// every write transaction on its single writer connection.
+#[tracing::instrument(name = "repo.tenants.lock_for_update", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn lock_for_update(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<()> {
     if let DbConnection::Mysql(mysql) = conn {
         tenants::table
@@ -38,6 +40,7 @@ pub async fn lock_for_update(conn: &mut DbConnection, tenant_id: &str) -> QueryR
 }
 
 /// Loads a tenant that is not soft-deleted by its custom domain or its subdomain.
+#[tracing::instrument(name = "repo.tenants.find_by_host", skip_all)]
 pub async fn find_by_host(
     conn: &mut DbConnection,
     domain: Option<&str>,
@@ -57,6 +60,7 @@ pub async fn find_by_host(
 
 /// Returns which of `domain` and `subdomain` another tenant already uses, soft-deleted
 /// tenants included: `Some("domain")`, `Some("subdomain")` or `None`.
+#[tracing::instrument(name = "repo.tenants.taken_host", skip_all)]
 pub async fn taken_host(
     conn: &mut DbConnection,
     except_id: &str,
@@ -90,6 +94,7 @@ pub async fn taken_host(
     Ok(None)
 }
 
+#[tracing::instrument(name = "repo.tenants.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, tenant: &Tenant) -> QueryResult<()> {
     diesel::insert_into(tenants::table)
         .values(tenant)
@@ -100,6 +105,7 @@ pub async fn insert(conn: &mut DbConnection, tenant: &Tenant) -> QueryResult<()>
 
 /// Writes every column of `tenant` over the stored row if its version is still
 /// `expected_version`. Returns false when someone else changed the row first.
+#[tracing::instrument(name = "repo.tenants.replace", skip_all)]
 pub async fn replace(
     conn: &mut DbConnection,
     tenant: &Tenant,
@@ -138,6 +144,7 @@ pub struct TenantFilter {
 }
 
 /// Lists tenants oldest first, `limit` rows after the cursor `(created_at, id)`.
+#[tracing::instrument(name = "repo.tenants.list", skip_all)]
 pub async fn list(
     conn: &mut DbConnection,
     filter: &TenantFilter,

@@ -18,6 +18,7 @@ pub struct UsageCounts {
 
 /// Counts a tenant's active users, sessions that are not deleted, messages created in the month
 /// of `month_start` (deleted ones included), and keys that are neither revoked nor expired.
+#[tracing::instrument(name = "repo.usage.counts", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn counts(
     conn: &mut DbConnection,
     tenant_id: &str,

@@ -12,6 +12,7 @@ use crate::db::DbConnection;
 use crate::models::User;
 use crate::schema::{refresh_tokens, users};
 
+#[tracing::instrument(name = "repo.users.insert", skip_all)]
 pub async fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
     diesel::insert_into(users::table)
         .values(user)
@@ -20,6 +21,7 @@ pub async fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
         .map(drop)
 }
 
+#[tracing::instrument(name = "repo.users.find", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find(conn: &mut DbConnection, tenant_id: &str, id: &str) -> QueryResult<Option<User>> {
     users::table
         .filter(users::tenant_id.eq(tenant_id))
@@ -31,6 +33,7 @@ pub async fn find(conn: &mut DbConnection, tenant_id: &str, id: &str) -> QueryRe
 }
 
 /// Loads a user by normalized email.
+#[tracing::instrument(name = "repo.users.find_by_email", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn find_by_email(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -46,6 +49,7 @@ pub async fn find_by_email(
 }
 
 /// Counts active users, the figure the plan's user quota limits.
+#[tracing::instrument(name = "repo.users.count_active", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn count_active(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<i64> {
     users::table
         .filter(users::tenant_id.eq(tenant_id))
@@ -56,6 +60,7 @@ pub async fn count_active(conn: &mut DbConnection, tenant_id: &str) -> QueryResu
 }
 
 /// Counts active owners. Every tenant keeps at least one.
+#[tracing::instrument(name = "repo.users.count_active_owners", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn count_active_owners(conn: &mut DbConnection, tenant_id: &str) -> QueryResult<i64> {
     users::table
         .filter(users::tenant_id.eq(tenant_id))
@@ -75,6 +80,7 @@ pub struct UserFilter {
 }
 
 /// Lists a tenant's users oldest first, `limit` rows after the cursor `(created_at, id)`.
+#[tracing::instrument(name = "repo.users.list", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn list(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -107,6 +113,7 @@ pub async fn list(
 }
 
 /// Writes a user's display name, email, email verification time and update time.
+#[tracing::instrument(name = "repo.users.update_profile", skip_all)]
 pub async fn update_profile(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
     diesel::update(
         users::table
@@ -125,6 +132,7 @@ pub async fn update_profile(conn: &mut DbConnection, user: &User) -> QueryResult
 }
 
 /// Stores a user's role, a stored name such as `admin`.
+#[tracing::instrument(name = "repo.users.set_role", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn set_role(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -144,6 +152,7 @@ pub async fn set_role(
 }
 
 /// Activates or deactivates a user.
+#[tracing::instrument(name = "repo.users.set_active", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn set_active(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -164,6 +173,7 @@ pub async fn set_active(
 
 /// Stores a new password hash and clears the failed login count and any login lock, so that
 /// the new password works at once.
+#[tracing::instrument(name = "repo.users.set_password", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn set_password(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -188,6 +198,7 @@ pub async fn set_password(
 }
 
 /// Records that the user's current email was verified at `at`.
+#[tracing::instrument(name = "repo.users.set_email_verified", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn set_email_verified(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -207,6 +218,7 @@ pub async fn set_email_verified(
 
 /// Revokes every refresh token of a user that is not revoked yet, which ends all of the user's
 /// sessions, and returns how many it revoked.
+#[tracing::instrument(name = "repo.users.revoke_refresh_tokens", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn revoke_refresh_tokens(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -228,6 +240,7 @@ pub async fn revoke_refresh_tokens(
 /// expiry. A lock that expired before `now` is cleared first, so counting starts again from
 /// one after a lockout. The increment locks the row on MySQL until the transaction ends, so
 /// concurrent failures are all counted.
+#[tracing::instrument(name = "repo.users.record_failed_login", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn record_failed_login(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -254,6 +267,7 @@ pub async fn record_failed_login(
 }
 
 /// Locks a user's password login until `until`.
+#[tracing::instrument(name = "repo.users.lock_login", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn lock_login(
     conn: &mut DbConnection,
     tenant_id: &str,
@@ -272,6 +286,7 @@ pub async fn lock_login(
 }
 
 /// Records a successful login: stores its time and clears the failure count and any lock.
+#[tracing::instrument(name = "repo.users.record_login", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn record_login(
     conn: &mut DbConnection,
     tenant_id: &str,

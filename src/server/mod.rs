@@ -150,6 +150,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
     let builder = limits::server_builder(&settings.server)?;
     let database = Database::connect(url, &PoolOptions::from(&settings.database)).await?;
     prepare_schema(&database, settings.migrate_on_start()).await?;
+    crate::telemetry::metrics::observe_pools(&database);
     if settings.environment == Environment::Development {
         crate::bootstrap::on_first_start(&database, &settings.server.data_dir)
             .await
@@ -222,6 +223,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
 
     let size = &settings.server.limits;
     let router = builder
+        .layer(crate::telemetry::RpcTelemetryLayer)
         .layer(TenantLayer::new(authenticator))
         .add_service(sized!(health_service, size))
         .add_service(sized!(reflection_v1, size))

@@ -29,6 +29,7 @@ mod schema_roundtrip;
 mod server;
 mod server_tls;
 mod shutdown;
+mod telemetry;
 mod tenants;
 mod tls;
 mod transport_limits;

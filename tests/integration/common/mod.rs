@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod otlp;
 pub mod private_mariadb;
 pub mod private_redis;
 pub mod server_process;

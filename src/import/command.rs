@@ -9,8 +9,6 @@ use clap::Subcommand;
 use super::Format;
 use crate::auth::RequestContext;
 use crate::config::Settings;
-use crate::db::migrations;
-use crate::db::{Database, PoolOptions};
 use crate::grpc::{ApiError, validate};
 use crate::repo;
 
@@ -51,26 +49,9 @@ pub async fn run(settings: Settings, action: ImportAction) -> anyhow::Result<()>
     let user_id = validate::id("--user", &user).map_err(message)?;
     let data = read_limited(&file, settings.chat.import_max_bytes)?;
 
-    let options = PoolOptions {
-        max_connections: 2,
-        ..PoolOptions::from(&settings.database)
-    };
-    let database = Database::connect(settings.database_url()?, &options).await?;
+    let database = crate::legacy::directory::open_for_tenant(&settings, &tenant_id).await?;
     {
         let mut conn = database.read().await?;
-        let status = migrations::status(&mut conn).await?;
-        if let Some(missing) = status.pending().next() {
-            anyhow::bail!(
-                "the schema is outdated: migration {missing} is not applied; run `ally migrate run`"
-            );
-        }
-        match repo::tenants::find(&mut conn, &tenant_id).await? {
-            None => anyhow::bail!("tenant {tenant_id} not found"),
-            Some(tenant) if tenant.deleted_at.is_some() => {
-                anyhow::bail!("tenant {tenant_id} is deleted; undelete it first")
-            }
-            Some(_) => {}
-        }
         match repo::users::find(&mut conn, &tenant_id, &user_id).await? {
             None => anyhow::bail!("user {user_id} not found in tenant {tenant_id}"),
             Some(user) if !user.is_active => {

@@ -93,6 +93,35 @@ struct Summary {
     failed: usize,
 }
 
+/// Opens a two-connection pool for a one-off command that writes into `tenant_id`, after
+/// checking that the schema is current and the tenant exists and is not deleted.
+pub(crate) async fn open_for_tenant(
+    settings: &Settings,
+    tenant_id: &str,
+) -> anyhow::Result<Database> {
+    let options = PoolOptions {
+        max_connections: 2,
+        ..PoolOptions::from(&settings.database)
+    };
+    let database = Database::connect(settings.database_url()?, &options).await?;
+    let mut conn = database.read().await?;
+    let status = migrations::status(&mut conn).await?;
+    if let Some(missing) = status.pending().next() {
+        anyhow::bail!(
+            "the schema is outdated: migration {missing} is not applied; run `ally migrate run`"
+        );
+    }
+    match repo::tenants::find(&mut conn, tenant_id).await? {
+        None => anyhow::bail!("tenant {tenant_id} not found; check --tenant"),
+        Some(tenant) if tenant.deleted_at.is_some() => {
+            anyhow::bail!("tenant {tenant_id} is deleted; undelete it first")
+        }
+        Some(_) => {}
+    }
+    drop(conn);
+    Ok(database)
+}
+
 /// Runs `ally legacy`.
 pub async fn run(settings: Settings, action: LegacyAction) -> anyhow::Result<()> {
     let LegacyAction::Import {
@@ -102,27 +131,7 @@ pub async fn run(settings: Settings, action: LegacyAction) -> anyhow::Result<()>
     } = action;
     let tenant_id =
         validate::id("--tenant", &tenant).map_err(|error| anyhow::anyhow!(message(error)))?;
-    let options = PoolOptions {
-        max_connections: 2,
-        ..PoolOptions::from(&settings.database)
-    };
-    let database = Database::connect(settings.database_url()?, &options).await?;
-    {
-        let mut conn = database.read().await?;
-        let status = migrations::status(&mut conn).await?;
-        if let Some(missing) = status.pending().next() {
-            anyhow::bail!(
-                "the schema is outdated: migration {missing} is not applied; run `ally migrate run`"
-            );
-        }
-        match repo::tenants::find(&mut conn, &tenant_id).await? {
-            None => anyhow::bail!("tenant {tenant_id} not found; check --tenant"),
-            Some(tenant) if tenant.deleted_at.is_some() => {
-                anyhow::bail!("tenant {tenant_id} is deleted; undelete it first")
-            }
-            Some(_) => {}
-        }
-    }
+    let database = open_for_tenant(&settings, &tenant_id).await?;
 
     // With `redis.url` set, running servers read the Redis entries this command invalidates.
     // NOTE: without `redis.url`, running servers keep serving a migrated type's earlier value

@@ -35,6 +35,8 @@ impl ServerProcess {
             .env("ALLY_DATABASE__MAX_CONNECTIONS", "4")
             .env("ALLY_DATABASE__HEALTH_CHECK_INTERVAL", "200ms")
             .env("ALLY_AUTH__JWT_SECRET", TEST_JWT_SECRET)
+            // As in `test_settings`: the limiter stays on, far above what tests send.
+            .env("ALLY_RATE_LIMIT__SCALE", "1000")
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -91,6 +91,9 @@ impl ChildServer {
             .env("ALLY_SERVER__DATA_DIR", work_dir)
             .env("ALLY_DATABASE__MAX_CONNECTIONS", pool_size.to_string())
             .env("ALLY_AUTH__JWT_SECRET", JWT_SECRET)
+            // The benchmark measures the service, not the plan's rate limit, which would reject
+            // most calls of a load test; `--server-env ALLY_RATE_LIMIT__ENABLED=true` turns it on.
+            .env("ALLY_RATE_LIMIT__ENABLED", "false")
             .envs(extra_env.iter().map(|(key, value)| (key, value)));
         ChildServer::spawn(command, "ally")
     }

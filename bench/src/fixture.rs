@@ -45,13 +45,6 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Returns the key id part of the API key (`ak` and 16 hex digits).
-    pub fn key_id(&self) -> &str {
-        ally::auth::api_key::parse(&self.api_key)
-            .map(|key| key.key_id)
-            .unwrap_or_default()
-    }
-
     pub fn bearer(&self) -> (&'static str, String) {
         ("authorization", format!("Bearer {}", self.token))
     }

@@ -107,6 +107,12 @@ fn ratio(runs: &ScenarioRuns, baseline: &[Measurement]) -> (f64, f64, f64) {
     (total, low, high)
 }
 
+/// Returns the throughput of a server that spends the time of both baselines on each request:
+/// the gRPC work of the no-op server and the SQL of the raw driver, one after the other.
+fn both_baselines(raw_per_second: f64, noop_per_second: f64) -> f64 {
+    1.0 / (1.0 / raw_per_second + 1.0 / noop_per_second)
+}
+
 /// Formats `value` with `decimals` decimals, or `n/a` when no request was measured.
 fn figure(value: f64, decimals: usize) -> String {
     if value.is_finite() {
@@ -218,11 +224,11 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
     let _ = writeln!(
         out,
         "| RPC | service/s | p50 | p99 | p99.9 | service CPU | raw/s | raw CPU | no-op/s | \
-         no-op CPU | service/raw | service/no-op | bytes in/out | peak MiB |"
+         no-op CPU | service/raw | service/no-op | service/both | bytes in/out | peak MiB |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for runs in &report.scenarios {
         let service = Totals::of(&runs.service);
@@ -230,7 +236,7 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
         let noop = Totals::of(&runs.noop);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {:.0} |",
             runs.scenario.name(),
             figure(service.per_second(), 0),
             figure(service.latency_ms(0.5), 2),
@@ -243,6 +249,10 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
             figure(noop.cpu_micros(), 0),
             format_ratio(ratio(runs, &runs.raw)),
             format_ratio(ratio(runs, &runs.noop)),
+            figure(
+                service.per_second() / both_baselines(raw.per_second(), noop.per_second()),
+                2
+            ),
             runs.shape.request_bytes,
             runs.shape.response_bytes,
             runs.service
@@ -255,6 +265,8 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
         out,
         "\nRaw CPU is the benchmark process's own time while it drives the database (on SQLite \
          this includes executing the SQL); service and no-op CPU are the server process's. \
+         Service/both divides by the throughput of a server that spent the time of the raw and \
+         the no-op request one after the other. \
          Brackets show the lowest and highest round. Peak MiB is the server's highest resident \
          size during the RPC's runs.\n"
     );
@@ -320,7 +332,7 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
             "\nLogin verifies an argon2id hash (19 MiB, 2 passes). Verifying with Ally's code on \
              {} tasks in the benchmark process managed {:.0}/s at {:.0} µs of CPU each, the \
              ceiling for Login on this machine.",
-            options.streams,
+            Scenario::Login.workers(options.streams),
             argon2.per_second(),
             argon2.cpu_micros_per_request()
         );

@@ -168,11 +168,11 @@ fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
     let text = |value: &str| Param::Text(value.to_string());
     let tenant_row = || Statement {
         sql: sql::TENANT_BY_ID,
-        params: vec![text(tenant), Param::Int(1)],
+        params: vec![text(tenant)],
     };
     let session_row = || Statement {
         sql: sql::SESSION_BY_ID,
-        params: vec![text(tenant), text(&target.session), Param::Int(1)],
+        params: vec![text(tenant), text(&target.session)],
     };
     let (after_time, after_id) = &target.deep_cursor;
     [
@@ -197,6 +197,7 @@ fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
                     params: vec![
                         text(tenant),
                         text(&target.session),
+                        Param::Time(*after_time),
                         Param::Time(*after_time),
                         Param::Time(*after_time),
                         text(after_id),

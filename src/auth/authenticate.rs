@@ -7,6 +7,7 @@ use http::HeaderMap;
 use tracing::{debug, info, warn};
 
 use super::jwt::{OPERATOR_ROLE, TokenKeys};
+use super::key_cache::{ApiKeyCache, CachedKey};
 use super::oidc::{ExternalIdentity, OidcVerifier};
 use super::policy::{self, Access};
 use super::usage::ApiKeyUsage;
@@ -48,6 +49,7 @@ pub struct Authenticator {
     base_domain: Option<String>,
     usage: Arc<ApiKeyUsage>,
     rate_limiter: Option<Arc<RateLimiter>>,
+    keys: ApiKeyCache,
 }
 
 impl Authenticator {
@@ -65,6 +67,7 @@ impl Authenticator {
             base_domain: base_domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
             usage,
             rate_limiter: None,
+            keys: ApiKeyCache::disabled(),
         }
     }
 
@@ -72,6 +75,12 @@ impl Authenticator {
     /// calls that need no credential are not counted.
     pub fn with_rate_limiter(mut self, limiter: Option<Arc<RateLimiter>>) -> Authenticator {
         self.rate_limiter = limiter;
+        self
+    }
+
+    /// Uses `keys` to skip the database read for API keys verified recently.
+    pub fn with_key_cache(mut self, keys: ApiKeyCache) -> Authenticator {
+        self.keys = keys;
         self
     }
 
@@ -253,6 +262,18 @@ impl Authenticator {
     ) -> Result<(), ApiError> {
         let invalid = || ApiError::unauthenticated("INVALID_API_KEY", "invalid API key");
         let parsed = api_key::parse(presented).ok_or_else(invalid)?;
+        let now = Utc::now().naive_utc();
+        if let Some(cached) = self.keys.get(parsed.key_id)
+            && cached.expires_at.is_none_or(|at| at > now)
+        {
+            if !secret_token::matches(parsed.secret, &cached.key_hash) {
+                return Err(invalid());
+            }
+            set_key_caller(context, &cached);
+            return Ok(());
+        }
+
+        let generation = self.keys.generation();
         let found = {
             let mut conn = self.database.read().await?;
             repo::api_keys::find_with_owner(&mut conn, parsed.key_id).await?
@@ -264,7 +285,6 @@ impl Authenticator {
             return Err(invalid());
         }
 
-        let now = Utc::now().naive_utc();
         let expired = key.expires_at.is_some_and(|at| at <= now);
         if key.revoked_at.is_some() || expired || !owner.is_active {
             info!(
@@ -285,14 +305,18 @@ impl Authenticator {
         }
 
         let scopes: Vec<String> = serde_json::from_str(&key.scopes).map_err(ApiError::internal)?;
-        context.tenant_id = Some(key.tenant_id.clone());
-        context.role = Some(Role::parse(&owner.role).ok_or_else(invalid)?);
-        context.scopes = (!scopes.is_empty()).then_some(scopes);
-        context.principal = Some(Principal::ApiKey {
-            api_key_id: key.id,
+        let accepted = CachedKey {
+            tenant_id: key.tenant_id,
+            id: key.id,
             key_id: key.key_id,
+            key_hash: key.key_hash,
             user_id: owner.id,
-        });
+            role: Role::parse(&owner.role).ok_or_else(invalid)?,
+            scopes,
+            expires_at: key.expires_at,
+        };
+        set_key_caller(context, &accepted);
+        self.keys.insert(generation, accepted);
         Ok(())
     }
 
@@ -356,6 +380,18 @@ impl Authenticator {
             }
         });
     }
+}
+
+/// Makes the owner of an accepted API key the caller of `context`.
+fn set_key_caller(context: &mut RequestContext, key: &CachedKey) {
+    context.tenant_id = Some(key.tenant_id.clone());
+    context.role = Some(key.role);
+    context.scopes = (!key.scopes.is_empty()).then(|| key.scopes.clone());
+    context.principal = Some(Principal::ApiKey {
+        api_key_id: key.id.clone(),
+        key_id: key.key_id.clone(),
+        user_id: key.user_id.clone(),
+    });
 }
 
 /// Checks the policy rule against a resolved caller.

@@ -5,6 +5,7 @@ pub mod api_key;
 mod authenticate;
 mod context;
 pub mod jwt;
+pub mod key_cache;
 mod layer;
 pub mod oidc;
 pub mod password;
@@ -15,6 +16,7 @@ mod usage;
 
 pub use self::authenticate::{Authenticator, headers};
 pub use self::context::{Principal, RequestContext};
+pub use self::key_cache::ApiKeyCache;
 pub use self::layer::TenantLayer;
 pub use self::role::Role;
 pub use self::usage::ApiKeyUsage;

@@ -164,6 +164,10 @@ pub struct AuthSettings {
     /// Lifetime of the email verification tokens that UserService.SendVerification issues.
     #[serde(with = "humantime_serde")]
     pub email_verification_ttl: Duration,
+    /// How long a verified API key is kept in memory, so that calls with it need no database
+    /// read to identify the caller. Zero turns the cache off.
+    #[serde(with = "humantime_serde")]
+    pub api_key_cache_ttl: Duration,
     /// An external OpenID Connect issuer whose access tokens are accepted too. Unset: none.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
@@ -180,6 +184,7 @@ impl Default for AuthSettings {
             max_failed_logins: 5,
             lockout: Duration::from_secs(15 * 60),
             email_verification_ttl: Duration::from_secs(24 * 60 * 60),
+            api_key_cache_ttl: Duration::from_secs(30),
             oidc: None,
         }
     }

@@ -6,6 +6,7 @@
 //! deferred transaction that later upgrades to a write lock would fail at once with "database
 //! is locked" instead of waiting for the busy timeout.
 
+pub mod checkout;
 pub mod connection;
 pub mod migrations;
 mod mysql;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use futures_util::FutureExt;
 use tracing::warn;
@@ -290,29 +291,17 @@ async fn build_pool(connector: &Connector, options: &PoolOptions) -> Result<Pool
     config.custom_setup = Box::new(move |_url| {
         let connector = setup_connector.clone();
         async move {
-            connector
+            let mut conn = connector
                 .connect()
                 .await
-                .map_err(|error| diesel::ConnectionError::BadConnection(error.to_string()))
+                .map_err(|error| diesel::ConnectionError::BadConnection(error.to_string()))?;
+            checkout::track(&mut conn);
+            Ok(conn)
         }
         .boxed()
     });
-    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
-        async move {
-            // The derived pool support for the enum checks only the transaction state, not
-            // whether a MySQL command was abandoned midway, so check that here.
-            if let DbConnection::Mysql(inner) = conn
-                && PoolableConnection::is_broken(inner)
-            {
-                return Err(diesel::result::Error::BrokenTransactionManager);
-            }
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
-                .get_result::<i32>(conn)
-                .await
-                .map(drop)
-        }
-        .boxed()
-    }));
+    config.recycling_method =
+        RecyclingMethod::CustomFunction(Box::new(|conn| checkout::check(conn).boxed()));
     let manager =
         AsyncDieselConnectionManager::new_with_config(connector.target().redacted(), config);
 

@@ -10,7 +10,7 @@ use super::convert::{from_timestamp, optional_timestamp, timestamp};
 use super::resources::role_to_proto;
 use super::{ApiError, context, paging, validate};
 use crate::audit::{self, AuditEvent};
-use crate::auth::{ApiKeyUsage, RequestContext, Role, api_key, secret_token};
+use crate::auth::{ApiKeyCache, ApiKeyUsage, RequestContext, Role, api_key, secret_token};
 use crate::db::Database;
 use crate::db::retry::with_retry;
 use crate::models::{self, ApiKey};
@@ -45,13 +45,25 @@ const CREATE_METHOD: &str = "CreateApiKey";
 pub struct ApiKeyApi {
     database: Database,
     usage: Arc<ApiKeyUsage>,
+    keys: ApiKeyCache,
 }
 
 impl ApiKeyApi {
     /// `usage` is the counter the tenant layer also records key uses in, so that keys checked
     /// by ValidateApiKey count as used.
     pub fn new(database: Database, usage: Arc<ApiKeyUsage>) -> ApiKeyApi {
-        ApiKeyApi { database, usage }
+        ApiKeyApi {
+            database,
+            usage,
+            keys: ApiKeyCache::disabled(),
+        }
+    }
+
+    /// Sets `keys`, the cache the tenant layer reads, so that RevokeApiKey removes revoked keys
+    /// from it.
+    pub fn with_key_cache(mut self, keys: ApiKeyCache) -> ApiKeyApi {
+        self.keys = keys;
+        self
     }
 
     /// Loads a key of the caller's tenant that the caller may see, or NOT_FOUND.
@@ -449,6 +461,7 @@ impl ApiKeyService for ApiKeyApi {
             .await
         })
         .await?;
+        self.keys.forget_key(&key.key_id);
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_proto(&key)?),
         }))

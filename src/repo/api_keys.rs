@@ -26,7 +26,8 @@ pub async fn find_with_owner(
         )
         .filter(api_keys::key_id.eq(key_id))
         .select((ApiKey::as_select(), User::as_select()))
-        .first(conn)
+        // A unique key, so no LIMIT: see `tenants::find`.
+        .get_result(conn)
         .await
         .optional()
 }

@@ -83,9 +83,11 @@ pub async fn list(
     if let Some(end) = filter.end {
         query = query.filter(audit_logs::created_at.lt(end));
     }
+    // Each cursor repeats its bound outside the OR, because SQLite cannot seek an index to a
+    // range inside an OR and would walk the tenant's entries from the first one.
     match (order, after) {
         (Order::NewestFirst, Some((created_at, id))) => {
-            query = query.filter(
+            query = query.filter(audit_logs::created_at.le(created_at)).filter(
                 audit_logs::created_at
                     .lt(created_at)
                     .or(audit_logs::created_at
@@ -94,7 +96,7 @@ pub async fn list(
             );
         }
         (Order::OldestFirst, Some((created_at, id))) => {
-            query = query.filter(
+            query = query.filter(audit_logs::created_at.ge(created_at)).filter(
                 audit_logs::created_at
                     .gt(created_at)
                     .or(audit_logs::created_at

@@ -35,7 +35,8 @@ pub async fn find(
         .filter(chat_sessions::tenant_id.eq(tenant_id))
         .filter(chat_sessions::id.eq(id))
         .select(ChatSession::as_select())
-        .first(conn)
+        // The primary key, so no LIMIT: see `tenants::find`.
+        .get_result(conn)
         .await
         .optional()
 }

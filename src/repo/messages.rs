@@ -34,7 +34,8 @@ pub async fn find(
         .filter(messages::tenant_id.eq(tenant_id))
         .filter(messages::id.eq(id))
         .select(Message::as_select())
-        .first(conn)
+        // The primary key, so no LIMIT: see `tenants::find`.
+        .get_result(conn)
         .await
         .optional()
 }
@@ -78,7 +79,11 @@ pub async fn list(
         query = query.filter(messages::parent_id.eq(parent_id.to_string()));
     }
     if let Some((created_at, id)) = after {
-        query = query.filter(
+        // The first condition follows from the second. SQLite cannot seek an index to a range
+        // that sits inside an OR, so without it every page walks the session from its start:
+        // 440 ms for the query of a page 1 million rows deep, against 0.08 ms with it (in
+        // ally-bench). MariaDB plans both forms alike.
+        query = query.filter(messages::created_at.ge(created_at)).filter(
             messages::created_at
                 .gt(created_at)
                 .or(messages::created_at.eq(created_at).and(messages::id.gt(id))),

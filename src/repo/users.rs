@@ -43,7 +43,8 @@ pub async fn find_by_email(
         .filter(users::tenant_id.eq(tenant_id))
         .filter(users::email.eq(email))
         .select(User::as_select())
-        .first(conn)
+        // A unique key, so no LIMIT: see `tenants::find`.
+        .get_result(conn)
         .await
         .optional()
 }

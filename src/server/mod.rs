@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::jwt::TokenKeys;
 use crate::auth::oidc::OidcVerifier;
-use crate::auth::{ApiKeyUsage, Authenticator, TenantLayer, secret_token};
+use crate::auth::{ApiKeyCache, ApiKeyUsage, Authenticator, TenantLayer, secret_token};
 use crate::cache::{ConfigCache, RedisLink};
 use crate::config::{Environment, Settings};
 use crate::db::migrations::{self, Command, MigrationError};
@@ -70,6 +70,8 @@ pub enum ServeError {
     Redis(#[from] crate::cache::InvalidRedisUrl),
     #[error(transparent)]
     Events(#[from] crate::events::EventBusError),
+    #[error("invalid setting `redis.url` for the API key cache: {0}")]
+    ApiKeyCache(#[source] redis::RedisError),
     #[error("binding {address} failed: {source}")]
     Bind {
         address: SocketAddr,
@@ -172,6 +174,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let rate_limiter = RateLimiter::new(&settings.rate_limit, settings.redis.url.as_ref())?;
+    let keys = ApiKeyCache::new(settings.auth.api_key_cache_ttl, settings.redis.url.as_ref())
+        .map_err(ServeError::ApiKeyCache)?;
     let authenticator = Arc::new(
         Authenticator::new(
             database.clone(),
@@ -180,7 +184,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             settings.auth.base_domain.clone(),
             usage.clone(),
         )
-        .with_rate_limiter(rate_limiter.map(Arc::new)),
+        .with_rate_limiter(rate_limiter.map(Arc::new))
+        .with_key_cache(keys.clone()),
     );
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
@@ -259,11 +264,15 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             size
         ))
         .add_service(sized!(
-            UserServiceServer::new(UserApi::new(database.clone(), &settings.auth)),
+            UserServiceServer::new(
+                UserApi::new(database.clone(), &settings.auth).with_key_cache(keys.clone()),
+            ),
             size
         ))
         .add_service(sized!(
-            ApiKeyServiceServer::new(ApiKeyApi::new(database.clone(), usage.clone())),
+            ApiKeyServiceServer::new(
+                ApiKeyApi::new(database.clone(), usage.clone()).with_key_cache(keys),
+            ),
             size
         ))
         .add_service(sized!(

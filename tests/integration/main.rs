@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api_key_cache;
 mod api_keys;
 mod audit;
 mod audit_atomicity;

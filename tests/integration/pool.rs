@@ -91,3 +91,47 @@ async fn sqlite_pragmas_set() {
     assert_eq!(pragma(&database, "foreign_keys", "foreign_keys").await, "1");
     assert_eq!(pragma(&database, "busy_timeout", "timeout").await, "5000");
 }
+
+/// Returns the statements the server has counted for the session of the connection that the
+/// pool hands out.
+async fn questions(database: &Database) -> i64 {
+    let mut conn = database.read().await.expect("connection");
+    diesel::sql_query(
+        "SELECT CAST(VARIABLE_VALUE AS SIGNED) AS id FROM information_schema.SESSION_STATUS \
+         WHERE VARIABLE_NAME = 'QUESTIONS'",
+    )
+    .get_result::<Id>(&mut *conn)
+    .await
+    .expect("read the session's statement count")
+    .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recently_used_connection_not_checked() {
+    let test_db = TestDatabase::create(TestBackend::Mariadb).await;
+    let database = open(&test_db, 1).await;
+    let idle = ally::db::checkout::FRESH_FOR * 3;
+    // Two rounds first, so that both statements are prepared on the connection.
+    for _ in 0..2 {
+        questions(&database).await;
+        tokio::time::sleep(idle).await;
+    }
+
+    let before_idle = questions(&database).await;
+    tokio::time::sleep(idle).await;
+    let after_idle = questions(&database).await;
+    // Take the smallest of a few immediate checkouts, in case the machine paused past the limit.
+    let mut after_use = i64::MAX;
+    let mut previous = after_idle;
+    for _ in 0..3 {
+        let now = questions(&database).await;
+        after_use = after_use.min(now - previous);
+        previous = now;
+    }
+
+    assert_eq!(
+        after_idle - before_idle,
+        after_use + 1,
+        "an idle connection gets one SELECT 1 more than a connection used just before"
+    );
+}

@@ -62,6 +62,7 @@ impl UserApi {
             .await
         })
         .await?;
+        self.keys.forget_all();
 
         Ok(pb::UpdateUserRoleResponse {
             user: Some(user_to_proto(&updated)),
@@ -113,6 +114,7 @@ impl UserApi {
             .await
         })
         .await?;
+        self.keys.forget_all();
 
         Ok(pb::DeactivateUserResponse {
             user: Some(user_to_proto(&updated)),

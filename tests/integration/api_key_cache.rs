@@ -1,0 +1,188 @@
+//! The cache of verified API keys: changes to a key or its owner apply at once, on the server
+//! that made them and, through Redis, on the others.
+
+use std::time::Duration;
+
+use ally::proto::ally::v1 as pb;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::backend_tests;
+use crate::common::clients::{Credential, api_keys, create_tenant, tenants, users};
+use crate::common::private_redis::PrivateRedis;
+use crate::common::server_process::ServerProcess;
+use crate::common::{TestBackend, TestDatabase, TestServer, wait_until};
+
+backend_tests!(
+    deactivated_owner_key_rejected,
+    role_change_applies_to_key,
+    wrong_secret_rejected_after_use,
+);
+
+/// A tenant and an admin with an API key of their own.
+struct Admin {
+    tenant_id: String,
+    owner: Credential,
+    admin_id: String,
+    key: String,
+}
+
+async fn admin_with_key(channel: &Channel, subdomain: &str) -> Admin {
+    let created = create_tenant(channel, "Cache test", subdomain).await;
+    let tenant_id = created.tenant.expect("tenant").id;
+    let owner = Credential::user(&tenant_id, &created.owner.expect("owner").id, "owner");
+    let admin_id = users(channel, owner.clone())
+        .create_user(pb::CreateUserRequest {
+            email: format!("admin@{subdomain}.example"),
+            display_name: "Admin".into(),
+            role: pb::Role::Admin.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create admin")
+        .into_inner()
+        .user
+        .expect("user")
+        .id;
+    let key = api_keys(channel, Credential::user(&tenant_id, &admin_id, "admin"))
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "admin key".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create key")
+        .into_inner()
+        .secret;
+    Admin {
+        tenant_id,
+        owner,
+        admin_id,
+        key,
+    }
+}
+
+async fn get_tenant(channel: &Channel, key: &str) -> Result<pb::Tenant, tonic::Status> {
+    tenants(channel, Credential::api_key(key))
+        .get_tenant(pb::GetTenantRequest::default())
+        .await
+        .map(|response| response.into_inner().tenant.expect("tenant"))
+}
+
+async fn deactivated_owner_key_rejected(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let admin = admin_with_key(&test.channel, "deactivate").await;
+    let tenant = get_tenant(&test.channel, &admin.key)
+        .await
+        .expect("the key works before");
+    assert_eq!(tenant.id, admin.tenant_id);
+
+    users(&test.channel, admin.owner.clone())
+        .deactivate_user(pb::DeactivateUserRequest {
+            id: admin.admin_id.clone(),
+        })
+        .await
+        .expect("deactivate");
+
+    let status = get_tenant(&test.channel, &admin.key)
+        .await
+        .expect_err("the key of a deactivated user");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    test.stop().await;
+}
+
+async fn role_change_applies_to_key(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let admin = admin_with_key(&test.channel, "demote").await;
+    let create = |email: &str| pb::CreateUserRequest {
+        email: email.to_string(),
+        display_name: "Someone".into(),
+        ..Default::default()
+    };
+    let mut with_key = users(&test.channel, Credential::api_key(&admin.key));
+    with_key
+        .create_user(create("first@demote.example"))
+        .await
+        .expect("an admin's key creates users");
+
+    users(&test.channel, admin.owner.clone())
+        .update_user_role(pb::UpdateUserRoleRequest {
+            id: admin.admin_id.clone(),
+            role: pb::Role::Viewer.into(),
+        })
+        .await
+        .expect("demote");
+
+    let status = with_key
+        .create_user(create("second@demote.example"))
+        .await
+        .expect_err("a viewer's key creates a user");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    test.stop().await;
+}
+
+async fn wrong_secret_rejected_after_use(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let admin = admin_with_key(&test.channel, "secret").await;
+    get_tenant(&test.channel, &admin.key)
+        .await
+        .expect("the key works");
+    let parsed = ally::auth::api_key::parse(&admin.key).expect("key format");
+    let other_secret = ally::auth::api_key::generate().full_key;
+    let other = ally::auth::api_key::parse(&other_secret).expect("key format");
+    let forged = format!("ally_{}_{}", parsed.key_id, other.secret);
+
+    let status = get_tenant(&test.channel, &forged)
+        .await
+        .expect_err("a known key id with another secret");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_other_server() {
+    let redis = PrivateRedis::start();
+    let database = TestDatabase::create(TestBackend::Mariadb).await;
+    let redis_url = redis.url();
+    // Entries would live ten minutes, so only the Redis invalidation can end them in time.
+    let extra = [
+        ("REDIS_URL", redis_url.as_str()),
+        ("ALLY_AUTH__API_KEY_CACHE_TTL", "10m"),
+    ];
+    // One after the other, so that only the first applies the migrations.
+    let first = ServerProcess::start(&database, &extra);
+    let second = ServerProcess::start(&database, &extra);
+    let (first_channel, second_channel) = (first.channel().await, second.channel().await);
+    let admin = admin_with_key(&first_channel, "replicas").await;
+    get_tenant(&second_channel, &admin.key)
+        .await
+        .expect("the key works on the second server");
+    let key_id = api_keys(&first_channel, Credential::api_key(&admin.key))
+        .list_api_keys(pb::ListApiKeysRequest::default())
+        .await
+        .expect("list keys")
+        .into_inner()
+        .api_keys
+        .into_iter()
+        .next()
+        .expect("the admin's key")
+        .id;
+
+    api_keys(&first_channel, admin.owner.clone())
+        .revoke_api_key(pb::RevokeApiKeyRequest { id: key_id })
+        .await
+        .expect("revoke on the first server");
+
+    let rejected = wait_until(Duration::from_secs(5), || {
+        let (channel, key) = (second_channel.clone(), admin.key.clone());
+        async move {
+            matches!(
+                get_tenant(&channel, &key).await,
+                Err(status) if status.code() == Code::Unauthenticated
+            )
+        }
+    })
+    .await;
+    assert!(rejected, "the second server still accepts the revoked key");
+    first.stop().await;
+    second.stop().await;
+}

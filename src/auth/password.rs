@@ -54,8 +54,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Returns the queue of the hashing threads, starting them on first use: one per CPU. Each
 /// argon2id run allocates 19 MiB and keeps a core busy, so more at once would only add memory
 /// without adding throughput. Few long-lived threads also bound the memory that stays with the
-/// process after a hash: on tokio's blocking pool, where any of up to 512 threads could run a
-/// hash, the benchmark's server kept 600 MiB resident after a Login run.
+/// process after a hash. On tokio's blocking pool any of up to 512 threads could run a hash, and
+/// the benchmark's server then kept 600 MiB resident after a Login run.
 fn hashing_queue() -> &'static mpsc::Sender<Job> {
     static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     QUEUE.get_or_init(|| {

@@ -17,7 +17,7 @@ pub fn month_of(time: NaiveDateTime) -> String {
 /// `limit` (`None`: no limit). Returns whether it added them.
 ///
 /// The UPDATE locks the tenant's row until the transaction ends, so concurrent calls queue and
-/// each sees the count the previous one left. The row of a new month is created on first use.
+/// each reads the count the previous one wrote. The row of a new month is created on first use.
 #[tracing::instrument(name = "repo.message_counts.try_add", skip_all, fields(tenant.id = %tenant_id))]
 pub async fn try_add(
     conn: &mut DbConnection,

@@ -102,7 +102,7 @@ impl Telemetry {
         self.tracer_provider.is_some()
     }
 
-    /// Sends buffered spans and metrics now. Blocks until the exporters answer or time out, so
+    /// Sends buffered spans and metrics now. Blocks until the exporters respond or time out, so
     /// async code calls it through `spawn_blocking`.
     pub fn flush(&self) {
         if let Some(provider) = &self.tracer_provider

@@ -179,15 +179,13 @@ impl Probe {
                 .map(|statement| statement.sql)
                 .collect(),
             Probe::ListMessagesNextPage => vec![
-                sql::TENANT_BY_ID,
                 sql::SESSION_BY_ID,
                 sql::LIST_MESSAGES,
-                sql::TENANT_BY_ID,
                 sql::SESSION_BY_ID,
                 sql::LIST_MESSAGES_AFTER,
             ],
-            Probe::ListAudit => vec![sql::TENANT_BY_ID, sql::LIST_AUDIT],
-            Probe::ListAuditByEvent => vec![sql::TENANT_BY_ID, sql::LIST_AUDIT_BY_EVENT],
+            Probe::ListAudit => vec![sql::LIST_AUDIT],
+            Probe::ListAuditByEvent => vec![sql::LIST_AUDIT_BY_EVENT],
         }
     }
 }

@@ -209,7 +209,10 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
     let raw_workers: Vec<String> = report
         .scenarios
         .iter()
-        .map(|runs| format!("{} {}", runs.scenario.name(), runs.raw_workers))
+        .map(|runs| match runs.raw_workers {
+            0 => format!("{} none, as it sends no SQL", runs.scenario.name()),
+            workers => format!("{} {workers}", runs.scenario.name()),
+        })
         .collect();
     let _ = writeln!(
         out,
@@ -234,6 +237,13 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
         let service = Totals::of(&runs.service);
         let raw = Totals::of(&runs.raw);
         let noop = Totals::of(&runs.noop);
+        let sends_sql = !runs.raw.is_empty();
+        // Without SQL the service needs only what the no-op server does.
+        let both = if sends_sql {
+            both_baselines(raw.per_second(), noop.per_second())
+        } else {
+            noop.per_second()
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {:.0} |",
@@ -243,16 +253,25 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
             figure(service.latency_ms(0.99), 2),
             figure(service.latency_ms(0.999), 2),
             figure(service.cpu_micros(), 0),
-            figure(raw.per_second(), 0),
-            figure(raw.cpu_micros(), 0),
+            if sends_sql {
+                figure(raw.per_second(), 0)
+            } else {
+                "no SQL".to_string()
+            },
+            if sends_sql {
+                figure(raw.cpu_micros(), 0)
+            } else {
+                "-".to_string()
+            },
             figure(noop.per_second(), 0),
             figure(noop.cpu_micros(), 0),
-            format_ratio(ratio(runs, &runs.raw)),
+            if sends_sql {
+                format_ratio(ratio(runs, &runs.raw))
+            } else {
+                "-".to_string()
+            },
             format_ratio(ratio(runs, &runs.noop)),
-            figure(
-                service.per_second() / both_baselines(raw.per_second(), noop.per_second()),
-                2
-            ),
+            figure(service.per_second() / both, 2),
             runs.shape.request_bytes,
             runs.shape.response_bytes,
             runs.service
@@ -266,7 +285,8 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
         "\nRaw CPU is the benchmark process's own time while it drives the database (on SQLite \
          this includes executing the SQL); service and no-op CPU are the server process's. \
          Service/both divides by the throughput of a server that spent the time of the raw and \
-         the no-op request one after the other. \
+         the no-op request one after the other, or by the no-op server's alone for an RPC that \
+         sends no SQL. \
          Brackets show the lowest and highest round. Peak MiB is the server's highest resident \
          size during the RPC's runs.\n"
     );
@@ -286,10 +306,15 @@ fn render_backend(out: &mut String, options: &Options, report: &BackendReport) {
         (Scenario::GetTenantApiKey, 0.6),
     ] {
         if let Some(runs) = find(scenario) {
-            let (value, _, _) = ratio(runs, &runs.raw);
+            let (baseline, name) = if runs.raw.is_empty() {
+                (&runs.noop, "no-op gRPC, as it sends no SQL")
+            } else {
+                (&runs.raw, "raw driver")
+            };
+            let (value, _, _) = ratio(runs, baseline);
             write_target(
                 out,
-                &format!("{} throughput / raw driver", scenario.name()),
+                &format!("{} throughput / {name}", scenario.name()),
                 value,
                 limit,
                 true,

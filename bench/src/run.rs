@@ -208,7 +208,10 @@ async fn measure_backend(
     let mut scenarios = Vec::new();
     for scenario in options.selected_scenarios()? {
         let shape = service::shape(scenario, &fixture, &channels[0]).await?;
+        // An RPC that Ally answers from memory sends no SQL, so it has no raw baseline.
+        let sends_sql = !raw::statements(scenario, backend, &fixture, 0).is_empty();
         let raw_workers = match backend {
+            _ if !sends_sql => 0,
             Backend::Sqlite if scenario.writes() => 1,
             _ => options.pool_size as usize,
         };
@@ -222,22 +225,25 @@ async fn measure_backend(
         };
         for round in 0..options.rounds {
             let raw = match &mysql_pool {
+                _ if !sends_sql => None,
                 Some(pool) => {
                     let op = raw::mysql_op(scenario, &fixture, pool);
-                    load::run_async(raw_workers, window, op, me).await?
+                    Some(load::run_async(raw_workers, window, op, me).await?)
                 }
                 None => {
                     let path = database.sqlite_path();
                     let fixture = fixture.clone();
-                    tokio::task::spawn_blocking(move || {
-                        load::run_threads(
-                            raw_workers,
-                            window,
-                            |worker| raw::sqlite_op(scenario, &fixture, &path, worker),
-                            me,
-                        )
-                    })
-                    .await??
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            load::run_threads(
+                                raw_workers,
+                                window,
+                                |worker| raw::sqlite_op(scenario, &fixture, &path, worker),
+                                me,
+                            )
+                        })
+                        .await??,
+                    )
                 }
             };
             let workers = scenario.workers(options.streams);
@@ -250,11 +256,11 @@ async fn measure_backend(
                 backend.name(),
                 scenario.name(),
                 round + 1,
-                raw.per_second(),
+                raw.as_ref().map_or(f64::NAN, |raw| raw.per_second()),
                 noop.per_second(),
                 service.per_second()
             ));
-            runs.raw.push(raw);
+            runs.raw.extend(raw);
             runs.noop.push(noop);
             runs.service.push(service);
         }

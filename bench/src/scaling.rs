@@ -166,10 +166,6 @@ where
 fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
     let tenant = &target.fixture.tenant_id;
     let text = |value: &str| Param::Text(value.to_string());
-    let tenant_row = || Statement {
-        sql: sql::TENANT_BY_ID,
-        params: vec![text(tenant)],
-    };
     let session_row = || Statement {
         sql: sql::SESSION_BY_ID,
         params: vec![text(tenant), text(&target.session)],
@@ -179,7 +175,6 @@ fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
         (
             "ListMessages, first page",
             vec![
-                tenant_row(),
                 session_row(),
                 Statement {
                     sql: sql::LIST_MESSAGES,
@@ -190,7 +185,6 @@ fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
         (
             "ListMessages, deep page",
             vec![
-                tenant_row(),
                 session_row(),
                 Statement {
                     sql: sql::LIST_MESSAGES_AFTER,
@@ -208,23 +202,17 @@ fn raw_queries(target: &Target) -> [(&'static str, Vec<Statement>); 4] {
         ),
         (
             "ListAuditEntries, newest first",
-            vec![
-                tenant_row(),
-                Statement {
-                    sql: sql::LIST_AUDIT,
-                    params: vec![text(tenant), Param::Int(51)],
-                },
-            ],
+            vec![Statement {
+                sql: sql::LIST_AUDIT,
+                params: vec![text(tenant), Param::Int(51)],
+            }],
         ),
         (
             "ListAuditEntries, one event type",
-            vec![
-                tenant_row(),
-                Statement {
-                    sql: sql::LIST_AUDIT_BY_EVENT,
-                    params: vec![text(tenant), text(RARE_EVENT), Param::Int(51)],
-                },
-            ],
+            vec![Statement {
+                sql: sql::LIST_AUDIT_BY_EVENT,
+                params: vec![text(tenant), text(RARE_EVENT), Param::Int(51)],
+            }],
         ),
     ]
 }

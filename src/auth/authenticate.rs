@@ -6,8 +6,8 @@ use chrono::Utc;
 use http::HeaderMap;
 use tracing::{debug, info, warn};
 
+use super::caller_cache::{CachedKey, CallerCache};
 use super::jwt::{OPERATOR_ROLE, TokenKeys};
-use super::key_cache::{ApiKeyCache, CachedKey};
 use super::oidc::{ExternalIdentity, OidcVerifier};
 use super::policy::{self, Access};
 use super::usage::ApiKeyUsage;
@@ -49,7 +49,7 @@ pub struct Authenticator {
     base_domain: Option<String>,
     usage: Arc<ApiKeyUsage>,
     rate_limiter: Option<Arc<RateLimiter>>,
-    keys: ApiKeyCache,
+    callers: CallerCache,
 }
 
 impl Authenticator {
@@ -67,7 +67,7 @@ impl Authenticator {
             base_domain: base_domain.map(|d| d.trim_matches('.').to_ascii_lowercase()),
             usage,
             rate_limiter: None,
-            keys: ApiKeyCache::disabled(),
+            callers: CallerCache::disabled(),
         }
     }
 
@@ -78,9 +78,10 @@ impl Authenticator {
         self
     }
 
-    /// Uses `keys` to skip the database read for API keys verified recently.
-    pub fn with_key_cache(mut self, keys: ApiKeyCache) -> Authenticator {
-        self.keys = keys;
+    /// Uses `callers` to skip the database reads for API keys verified and tenants read
+    /// recently.
+    pub fn with_caller_cache(mut self, callers: CallerCache) -> Authenticator {
+        self.callers = callers;
         self
     }
 
@@ -263,7 +264,7 @@ impl Authenticator {
         let invalid = || ApiError::unauthenticated("INVALID_API_KEY", "invalid API key");
         let parsed = api_key::parse(presented).ok_or_else(invalid)?;
         let now = Utc::now().naive_utc();
-        if let Some(cached) = self.keys.get(parsed.key_id)
+        if let Some(cached) = self.callers.key(parsed.key_id)
             && cached.expires_at.is_none_or(|at| at > now)
         {
             if !secret_token::matches(parsed.secret, &cached.key_hash) {
@@ -273,7 +274,7 @@ impl Authenticator {
             return Ok(());
         }
 
-        let generation = self.keys.generation();
+        let generation = self.callers.generation();
         let found = {
             let mut conn = self.database.read().await?;
             repo::api_keys::find_with_owner(&mut conn, parsed.key_id).await?
@@ -316,14 +317,28 @@ impl Authenticator {
             expires_at: key.expires_at,
         };
         set_key_caller(context, &accepted);
-        self.keys.insert(generation, accepted);
+        self.callers.insert_key(generation, accepted);
         Ok(())
     }
 
-    async fn check_tenant(&self, tenant_id: &str, hints: &TenantHints) -> Result<Tenant, ApiError> {
-        let tenant = {
-            let mut conn = self.database.read().await?;
-            repo::tenants::find(&mut conn, tenant_id).await?
+    async fn check_tenant(
+        &self,
+        tenant_id: &str,
+        hints: &TenantHints,
+    ) -> Result<Arc<Tenant>, ApiError> {
+        let tenant = match self.callers.tenant(tenant_id) {
+            Some(tenant) => Some(tenant),
+            None => {
+                let generation = self.callers.generation();
+                let found = {
+                    let mut conn = self.database.read().await?;
+                    repo::tenants::find(&mut conn, tenant_id).await?
+                };
+                found.map(|tenant| {
+                    self.callers.insert_tenant(generation, tenant.clone());
+                    Arc::new(tenant)
+                })
+            }
         };
         // MariaDB compares ids ignoring trailing spaces, so a claim of "<id> " would find the row.
         let Some(tenant) = tenant.filter(|t| t.deleted_at.is_none() && t.id == tenant_id) else {

@@ -3,9 +3,9 @@
 
 pub mod api_key;
 mod authenticate;
+pub mod caller_cache;
 mod context;
 pub mod jwt;
-pub mod key_cache;
 mod layer;
 pub mod oidc;
 pub mod password;
@@ -15,8 +15,8 @@ pub mod secret_token;
 mod usage;
 
 pub use self::authenticate::{Authenticator, headers};
+pub use self::caller_cache::CallerCache;
 pub use self::context::{Principal, RequestContext};
-pub use self::key_cache::ApiKeyCache;
 pub use self::layer::TenantLayer;
 pub use self::role::Role;
 pub use self::usage::ApiKeyUsage;

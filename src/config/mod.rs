@@ -168,6 +168,11 @@ pub struct AuthSettings {
     /// read to identify the caller. Zero turns the cache off.
     #[serde(with = "humantime_serde")]
     pub api_key_cache_ttl: Duration,
+    /// How long a tenant's row is kept in memory, so that calls of its members need no
+    /// database read to check that the tenant exists and is not suspended. Zero turns the
+    /// cache off.
+    #[serde(with = "humantime_serde")]
+    pub tenant_cache_ttl: Duration,
     /// An external OpenID Connect issuer whose access tokens are accepted too. Unset: none.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
@@ -185,6 +190,7 @@ impl Default for AuthSettings {
             lockout: Duration::from_secs(15 * 60),
             email_verification_ttl: Duration::from_secs(24 * 60 * 60),
             api_key_cache_ttl: Duration::from_secs(30),
+            tenant_cache_ttl: Duration::from_secs(30),
             oidc: None,
         }
     }

@@ -10,7 +10,7 @@ use super::convert::{from_timestamp, optional_timestamp, timestamp};
 use super::resources::role_to_proto;
 use super::{ApiError, context, paging, validate};
 use crate::audit::{self, AuditEvent};
-use crate::auth::{ApiKeyCache, ApiKeyUsage, RequestContext, Role, api_key, secret_token};
+use crate::auth::{ApiKeyUsage, CallerCache, RequestContext, Role, api_key, secret_token};
 use crate::db::Database;
 use crate::db::retry::with_retry;
 use crate::models::{self, ApiKey};
@@ -45,7 +45,7 @@ const CREATE_METHOD: &str = "CreateApiKey";
 pub struct ApiKeyApi {
     database: Database,
     usage: Arc<ApiKeyUsage>,
-    keys: ApiKeyCache,
+    callers: CallerCache,
 }
 
 impl ApiKeyApi {
@@ -55,14 +55,14 @@ impl ApiKeyApi {
         ApiKeyApi {
             database,
             usage,
-            keys: ApiKeyCache::disabled(),
+            callers: CallerCache::disabled(),
         }
     }
 
-    /// Sets `keys`, the cache the tenant layer reads, so that RevokeApiKey removes revoked keys
+    /// Sets `callers`, the cache the tenant layer reads, so that RevokeApiKey removes revoked keys
     /// from it.
-    pub fn with_key_cache(mut self, keys: ApiKeyCache) -> ApiKeyApi {
-        self.keys = keys;
+    pub fn with_caller_cache(mut self, callers: CallerCache) -> ApiKeyApi {
+        self.callers = callers;
         self
     }
 
@@ -461,7 +461,7 @@ impl ApiKeyService for ApiKeyApi {
             .await
         })
         .await?;
-        self.keys.forget_key(&key.key_id);
+        self.callers.forget_key(&key.key_id);
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_proto(&key)?),
         }))

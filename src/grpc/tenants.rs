@@ -8,7 +8,7 @@ use super::convert::{from_timestamp, struct_to_json};
 use super::resources::{etag, plan_from_proto, plan_to_proto, tenant_to_proto, user_to_proto};
 use super::{ApiError, context, paging, validate};
 use crate::audit::{self, AuditEvent, Severity};
-use crate::auth::{RequestContext, Role, api_key, password};
+use crate::auth::{CallerCache, RequestContext, Role, api_key, password};
 use crate::db::Database;
 use crate::db::retry::with_retry;
 use crate::models::{self, Tenant};
@@ -26,11 +26,22 @@ const UPDATABLE_FIELDS: &[&str] = &["name", "domain", "subdomain", "settings"];
 #[derive(Clone)]
 pub struct TenantApi {
     database: Database,
+    callers: CallerCache,
 }
 
 impl TenantApi {
     pub fn new(database: Database) -> TenantApi {
-        TenantApi { database }
+        TenantApi {
+            database,
+            callers: CallerCache::disabled(),
+        }
+    }
+
+    /// Sets `callers`, the cache the tenant layer reads, so that every change to a tenant
+    /// removes the tenant's row from it.
+    pub fn with_caller_cache(mut self, callers: CallerCache) -> TenantApi {
+        self.callers = callers;
+        self
     }
 
     /// Loads a tenant the caller may see: operators see every tenant, including soft-deleted
@@ -113,6 +124,7 @@ impl TenantApi {
             .await
         })
         .await?;
+        self.callers.forget_tenant(&updated.id);
         Ok(updated)
     }
 }

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::jwt::TokenKeys;
 use crate::auth::oidc::OidcVerifier;
-use crate::auth::{ApiKeyCache, ApiKeyUsage, Authenticator, TenantLayer, secret_token};
+use crate::auth::{ApiKeyUsage, Authenticator, CallerCache, TenantLayer, secret_token};
 use crate::cache::{ConfigCache, RedisLink};
 use crate::config::{Environment, Settings};
 use crate::db::migrations::{self, Command, MigrationError};
@@ -70,8 +70,8 @@ pub enum ServeError {
     Redis(#[from] crate::cache::InvalidRedisUrl),
     #[error(transparent)]
     Events(#[from] crate::events::EventBusError),
-    #[error("invalid setting `redis.url` for the API key cache: {0}")]
-    ApiKeyCache(#[source] redis::RedisError),
+    #[error("invalid setting `redis.url` for the caller cache: {0}")]
+    CallerCache(#[source] redis::RedisError),
     #[error("binding {address} failed: {source}")]
     Bind {
         address: SocketAddr,
@@ -174,8 +174,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         None => None,
     };
     let rate_limiter = RateLimiter::new(&settings.rate_limit, settings.redis.url.as_ref())?;
-    let keys = ApiKeyCache::new(settings.auth.api_key_cache_ttl, settings.redis.url.as_ref())
-        .map_err(ServeError::ApiKeyCache)?;
+    let callers = CallerCache::new(
+        settings.auth.api_key_cache_ttl,
+        settings.auth.tenant_cache_ttl,
+        settings.redis.url.as_ref(),
+    )
+    .map_err(ServeError::CallerCache)?;
     let authenticator = Arc::new(
         Authenticator::new(
             database.clone(),
@@ -185,7 +189,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             usage.clone(),
         )
         .with_rate_limiter(rate_limiter.map(Arc::new))
-        .with_key_cache(keys.clone()),
+        .with_caller_cache(callers.clone()),
     );
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
@@ -242,7 +246,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
             size
         ))
         .add_service(sized!(
-            TenantServiceServer::new(TenantApi::new(database.clone())),
+            TenantServiceServer::new(
+                TenantApi::new(database.clone()).with_caller_cache(callers.clone()),
+            ),
             size
         ))
         .add_service(sized!(
@@ -265,13 +271,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, ServeError> {
         ))
         .add_service(sized!(
             UserServiceServer::new(
-                UserApi::new(database.clone(), &settings.auth).with_key_cache(keys.clone()),
+                UserApi::new(database.clone(), &settings.auth).with_caller_cache(callers.clone()),
             ),
             size
         ))
         .add_service(sized!(
             ApiKeyServiceServer::new(
-                ApiKeyApi::new(database.clone(), usage.clone()).with_key_cache(keys),
+                ApiKeyApi::new(database.clone(), usage.clone()).with_caller_cache(callers),
             ),
             size
         ))

@@ -3,13 +3,13 @@
 
 mod common;
 
-mod api_key_cache;
 mod api_keys;
 mod audit;
 mod audit_atomicity;
 mod auth;
 mod auth_tokens;
 mod bootstrap;
+mod caller_cache;
 mod chat;
 mod chat_import;
 mod chat_purge;

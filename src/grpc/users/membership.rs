@@ -62,7 +62,7 @@ impl UserApi {
             .await
         })
         .await?;
-        self.keys.forget_all();
+        self.callers.forget_all_keys();
 
         Ok(pb::UpdateUserRoleResponse {
             user: Some(user_to_proto(&updated)),
@@ -114,7 +114,7 @@ impl UserApi {
             .await
         })
         .await?;
-        self.keys.forget_all();
+        self.callers.forget_all_keys();
 
         Ok(pb::DeactivateUserResponse {
             user: Some(user_to_proto(&updated)),

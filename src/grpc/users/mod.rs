@@ -15,7 +15,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use super::{ApiError, context, validate};
-use crate::auth::{ApiKeyCache, Principal, RequestContext, Role};
+use crate::auth::{CallerCache, Principal, RequestContext, Role};
 use crate::config::AuthSettings;
 use crate::db::{Database, DbConnection};
 use crate::models::User;
@@ -35,7 +35,7 @@ pub struct UserApi {
     /// Lifetime of email verification tokens.
     verification_ttl: Duration,
     /// Verified API keys with their owners' roles, emptied when a role or active state changes.
-    keys: ApiKeyCache,
+    callers: CallerCache,
 }
 
 impl UserApi {
@@ -45,14 +45,14 @@ impl UserApi {
             max_failed_logins: auth.max_failed_logins,
             lockout: auth.lockout,
             verification_ttl: auth.email_verification_ttl,
-            keys: ApiKeyCache::disabled(),
+            callers: CallerCache::disabled(),
         }
     }
 
-    /// Sets `keys`, the cache the tenant layer reads. UpdateUserRole and DeactivateUser empty
-    /// it, because cached keys carry their owner's role.
-    pub fn with_key_cache(mut self, keys: ApiKeyCache) -> UserApi {
-        self.keys = keys;
+    /// Sets `callers`, the cache the tenant layer reads. UpdateUserRole and DeactivateUser
+    /// remove its API keys, because cached keys carry their owner's role.
+    pub fn with_caller_cache(mut self, callers: CallerCache) -> UserApi {
+        self.callers = callers;
         self
     }
 }

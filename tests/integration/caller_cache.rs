@@ -1,11 +1,12 @@
-//! The cache of verified API keys: changes to a key or its owner apply at once, on the server
-//! that made them and, through Redis, on the others.
+//! The cache of verified API keys and tenant rows: changes to a key, its owner or a tenant
+//! apply at once, on the server that made them and, through Redis, on the others.
 
 use std::time::Duration;
 
 use ally::proto::ally::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
 use crate::backend_tests;
 use crate::common::clients::{Credential, api_keys, create_tenant, tenants, users};
@@ -17,6 +18,7 @@ backend_tests!(
     deactivated_owner_key_rejected,
     role_change_applies_to_key,
     wrong_secret_rejected_after_use,
+    suspension_applies_to_cached_tenant,
 );
 
 /// A tenant and an admin with an API key of their own.
@@ -183,6 +185,95 @@ async fn revocation_reaches_other_server() {
     })
     .await;
     assert!(rejected, "the second server still accepts the revoked key");
+    first.stop().await;
+    second.stop().await;
+}
+
+async fn suspend(channel: &Channel, tenant_id: &str) {
+    tenants(channel, Credential::operator())
+        .suspend_tenant(pb::SuspendTenantRequest {
+            id: tenant_id.to_string(),
+            reason: "unpaid invoice".into(),
+        })
+        .await
+        .expect("suspend");
+}
+
+fn assert_suspended(result: Result<pb::Tenant, tonic::Status>, what: &str) {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), Code::PermissionDenied, "{what}: {status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|info| info.reason),
+        Some("TENANT_SUSPENDED".to_string()),
+        "{what}"
+    );
+}
+
+async fn suspension_applies_to_cached_tenant(backend: TestBackend) {
+    let test = TestServer::start(backend).await;
+    let admin = admin_with_key(&test.channel, "suspend").await;
+    let by_token = || async {
+        tenants(&test.channel, admin.owner.clone())
+            .get_tenant(pb::GetTenantRequest::default())
+            .await
+            .map(|response| response.into_inner().tenant.expect("tenant"))
+    };
+    get_tenant(&test.channel, &admin.key)
+        .await
+        .expect("the key works before");
+    by_token().await.expect("the token works before");
+
+    suspend(&test.channel, &admin.tenant_id).await;
+
+    assert_suspended(get_tenant(&test.channel, &admin.key).await, "key");
+    assert_suspended(by_token().await, "token");
+    tenants(&test.channel, Credential::operator())
+        .resume_tenant(pb::ResumeTenantRequest {
+            id: admin.tenant_id.clone(),
+        })
+        .await
+        .expect("resume");
+    let resumed = get_tenant(&test.channel, &admin.key)
+        .await
+        .expect("the key works after the resume");
+    assert_eq!(resumed.state, pb::TenantState::Active as i32);
+    test.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_reaches_other_server() {
+    let redis = PrivateRedis::start();
+    let database = TestDatabase::create(TestBackend::Mariadb).await;
+    let redis_url = redis.url();
+    // Entries would live ten minutes, so only the Redis removal can end them in time.
+    let extra = [
+        ("REDIS_URL", redis_url.as_str()),
+        ("ALLY_AUTH__TENANT_CACHE_TTL", "10m"),
+    ];
+    let first = ServerProcess::start(&database, &extra);
+    let second = ServerProcess::start(&database, &extra);
+    let (first_channel, second_channel) = (first.channel().await, second.channel().await);
+    let admin = admin_with_key(&first_channel, "suspendreplicas").await;
+    get_tenant(&second_channel, &admin.key)
+        .await
+        .expect("the key works on the second server");
+
+    suspend(&first_channel, &admin.tenant_id).await;
+
+    let rejected = wait_until(Duration::from_secs(5), || {
+        let (channel, key) = (second_channel.clone(), admin.key.clone());
+        async move {
+            matches!(
+                get_tenant(&channel, &key).await,
+                Err(status) if status.code() == Code::PermissionDenied
+            )
+        }
+    })
+    .await;
+    assert!(
+        rejected,
+        "the second server still serves the suspended tenant"
+    );
     first.stop().await;
     second.stop().await;
 }

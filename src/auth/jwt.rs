@@ -4,7 +4,13 @@
 //! `none`, or an RS256 token that would trick an HMAC check with a public key) fails before
 //! its signature is looked at. `iss`, `aud`, `sub`, `exp` and `nbf` are required, with 30
 //! seconds of leeway for clock skew, and every claim must have its JSON type.
+//!
+//! Each token that passes is kept in memory for [`VERIFIED_TTL`], keyed by its exact text, so
+//! that the next calls with it skip the signature and the JSON decoding. A hit still checks
+//! `exp` and `nbf` against the clock. Only a token that this server verified with its current
+//! secret can be found, and the secret changes only with a restart.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -15,6 +21,11 @@ use serde::{Deserialize, Serialize};
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
+/// How long a verified token is kept in memory.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Maximum number of verified tokens kept. When full, moka evicts the entries least likely to
+/// be used.
+const MAX_VERIFIED: u64 = 20_000;
 /// The `role` claim of a platform operator's token.
 pub const OPERATOR_ROLE: &str = "operator";
 
@@ -51,6 +62,7 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     lifetime: Duration,
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -97,6 +109,10 @@ impl TokenKeys {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             lifetime,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(MAX_VERIFIED)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
     }
 
@@ -137,10 +153,86 @@ impl TokenKeys {
     }
 
     /// Verifies signature, algorithm, issuer, audience and validity period, and decodes the
-    /// claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| TokenError(error.to_string()))
+    /// claims. A token verified before is taken from memory, with its validity period checked
+    /// again.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        if let Some(claims) = self.verified_before(token) {
+            return Ok(claims);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| Arc::new(data.claims))
+            .map_err(|error| TokenError(error.to_string()))?;
+        self.verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Returns the claims of `token` when this server verified it before and it is still within
+    /// its validity period, with the same leeway as a full verification.
+    pub fn verified_before(&self, token: &str) -> Option<Arc<Claims>> {
+        let claims = self.verified.get(token)?;
+        let now = chrono::Utc::now().timestamp();
+        let leeway = LEEWAY_SECONDS as i64;
+        let current = claims.exp >= now - leeway && claims.nbf <= now + leeway;
+        if !current {
+            self.verified.invalidate(token);
+            return None;
+        }
+        Some(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        let secret = SecretString::from("0123456789abcdef0123456789abcdef");
+        TokenKeys::new(&secret, "ally", "ally", Duration::from_secs(900)).unwrap()
+    }
+
+    #[test]
+    fn second_verify_from_memory() {
+        let keys = keys();
+        let (token, issued) = keys.issue("u1", Some("t1"), "member").unwrap();
+
+        let first = keys.verify(&token).unwrap();
+        let second = keys.verify(&token).unwrap();
+
+        assert_eq!(*first, issued);
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn altered_token_still_rejected() {
+        let keys = keys();
+        let (token, _) = keys.issue("u1", Some("t1"), "member").unwrap();
+        keys.verify(&token).unwrap();
+        let (payload_end, _) = token.rsplit_once('.').unwrap();
+        let altered = format!("{payload_end}.AAAA{}", &token[payload_end.len() + 5..]);
+
+        assert!(keys.verified_before(&altered).is_none());
+        assert!(keys.verify(&altered).is_err());
+    }
+
+    #[test]
+    fn expired_token_leaves_memory() {
+        let keys = keys();
+        let (token, mut claims) = keys.issue("u1", Some("t1"), "member").unwrap();
+        let now = chrono::Utc::now().timestamp();
+        claims.exp = now - LEEWAY_SECONDS as i64 - 1;
+        keys.verified.insert(token.clone(), Arc::new(claims));
+
+        assert!(keys.verified_before(&token).is_none());
+        assert!(keys.verified.get(&token).is_none());
+    }
+
+    #[test]
+    fn token_before_nbf_not_served() {
+        let keys = keys();
+        let (token, mut claims) = keys.issue("u1", Some("t1"), "member").unwrap();
+        claims.nbf = chrono::Utc::now().timestamp() + LEEWAY_SECONDS as i64 + 60;
+        keys.verified.insert(token.clone(), Arc::new(claims));
+
+        assert!(keys.verified_before(&token).is_none());
     }
 }

@@ -163,8 +163,9 @@ impl RedisLink {
         .await
     }
 
-    /// Runs a Lua script by its SHA-1, loading it first when Redis does not know it. Returns
-    /// the script's integer result, or `None` when Redis fails.
+    /// Runs a Lua script by its SHA-1, loading it first when Redis does not know it, and
+    /// records the outcome in the cache's outage state. Returns the script's integer result,
+    /// or `None` when Redis fails.
     pub async fn run_script(
         &self,
         script: &redis::Script,
@@ -178,11 +179,16 @@ impl RedisLink {
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut connection = self.commands.clone();
-        self.run("EVALSHA", async move {
-            invocation.invoke_async::<i64>(&mut connection).await
-        })
-        .await
+        match self.invoke_script::<i64>(&invocation).await {
+            Ok(value) => {
+                self.health.succeeded();
+                Some(value)
+            }
+            Err(error) => {
+                self.health.failed("EVALSHA", &error);
+                None
+            }
+        }
     }
 
     /// Sets `key` to `value` for `ttl` (whole milliseconds, at least 1) and deletes `delete`
@@ -215,7 +221,7 @@ impl RedisLink {
     }
 
     /// Runs a Lua script with the command time limit. The outcome is not recorded in the
-    /// cache's outage state, because the caller logs outages in its own words.
+    /// cache's outage state, so a caller that logs outages in its own words uses this one.
     pub async fn invoke_script<T>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,

@@ -140,53 +140,92 @@ async fn wrong_secret_rejected_after_use(backend: TestBackend) {
     test.stop().await;
 }
 
+/// Two `ally` processes on one MariaDB database and a private Redis, with an admin's key that
+/// both servers have accepted, so that the second server keeps it and its tenant in memory.
+struct Replicas {
+    _redis: PrivateRedis,
+    _database: TestDatabase,
+    first: ServerProcess,
+    second: ServerProcess,
+    first_channel: Channel,
+    second_channel: Channel,
+    admin: Admin,
+}
+
+impl Replicas {
+    /// Starts both servers with `ttl_setting` at ten minutes, so that only a removal through
+    /// Redis can end the second server's entries within a test.
+    async fn start(ttl_setting: &str, subdomain: &str) -> Replicas {
+        let redis = PrivateRedis::start();
+        let database = TestDatabase::create(TestBackend::Mariadb).await;
+        let redis_url = redis.url();
+        let extra = [("REDIS_URL", redis_url.as_str()), (ttl_setting, "10m")];
+        // One after the other, so that only the first applies the migrations.
+        let first = ServerProcess::start(&database, &extra);
+        let second = ServerProcess::start(&database, &extra);
+        let (first_channel, second_channel) = (first.channel().await, second.channel().await);
+        let admin = admin_with_key(&first_channel, subdomain).await;
+        get_tenant(&second_channel, &admin.key)
+            .await
+            .expect("the key works on the second server");
+        Replicas {
+            _redis: redis,
+            _database: database,
+            first,
+            second,
+            first_channel,
+            second_channel,
+            admin,
+        }
+    }
+
+    /// Waits up to 5 seconds for the second server to reject the admin's key with `code`.
+    async fn second_rejects_key(&self, code: Code) -> bool {
+        wait_until(Duration::from_secs(5), || {
+            let (channel, key) = (self.second_channel.clone(), self.admin.key.clone());
+            async move {
+                matches!(
+                    get_tenant(&channel, &key).await,
+                    Err(status) if status.code() == code
+                )
+            }
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.first.stop().await;
+        self.second.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_reaches_other_server() {
-    let redis = PrivateRedis::start();
-    let database = TestDatabase::create(TestBackend::Mariadb).await;
-    let redis_url = redis.url();
-    // Entries would live ten minutes, so only the Redis invalidation can end them in time.
-    let extra = [
-        ("REDIS_URL", redis_url.as_str()),
-        ("ALLY_AUTH__API_KEY_CACHE_TTL", "10m"),
-    ];
-    // One after the other, so that only the first applies the migrations.
-    let first = ServerProcess::start(&database, &extra);
-    let second = ServerProcess::start(&database, &extra);
-    let (first_channel, second_channel) = (first.channel().await, second.channel().await);
-    let admin = admin_with_key(&first_channel, "replicas").await;
-    get_tenant(&second_channel, &admin.key)
-        .await
-        .expect("the key works on the second server");
-    let key_id = api_keys(&first_channel, Credential::api_key(&admin.key))
-        .list_api_keys(pb::ListApiKeysRequest::default())
-        .await
-        .expect("list keys")
-        .into_inner()
-        .api_keys
-        .into_iter()
-        .next()
-        .expect("the admin's key")
-        .id;
+    let replicas = Replicas::start("ALLY_AUTH__API_KEY_CACHE_TTL", "replicas").await;
+    let key_id = api_keys(
+        &replicas.first_channel,
+        Credential::api_key(&replicas.admin.key),
+    )
+    .list_api_keys(pb::ListApiKeysRequest::default())
+    .await
+    .expect("list keys")
+    .into_inner()
+    .api_keys
+    .into_iter()
+    .next()
+    .expect("the admin's key")
+    .id;
 
-    api_keys(&first_channel, admin.owner.clone())
+    api_keys(&replicas.first_channel, replicas.admin.owner.clone())
         .revoke_api_key(pb::RevokeApiKeyRequest { id: key_id })
         .await
         .expect("revoke on the first server");
 
-    let rejected = wait_until(Duration::from_secs(5), || {
-        let (channel, key) = (second_channel.clone(), admin.key.clone());
-        async move {
-            matches!(
-                get_tenant(&channel, &key).await,
-                Err(status) if status.code() == Code::Unauthenticated
-            )
-        }
-    })
-    .await;
-    assert!(rejected, "the second server still accepts the revoked key");
-    first.stop().await;
-    second.stop().await;
+    assert!(
+        replicas.second_rejects_key(Code::Unauthenticated).await,
+        "the second server still accepts the revoked key"
+    );
+    replicas.stop().await;
 }
 
 async fn suspend(channel: &Channel, tenant_id: &str) {
@@ -242,38 +281,13 @@ async fn suspension_applies_to_cached_tenant(backend: TestBackend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspension_reaches_other_server() {
-    let redis = PrivateRedis::start();
-    let database = TestDatabase::create(TestBackend::Mariadb).await;
-    let redis_url = redis.url();
-    // Entries would live ten minutes, so only the Redis removal can end them in time.
-    let extra = [
-        ("REDIS_URL", redis_url.as_str()),
-        ("ALLY_AUTH__TENANT_CACHE_TTL", "10m"),
-    ];
-    let first = ServerProcess::start(&database, &extra);
-    let second = ServerProcess::start(&database, &extra);
-    let (first_channel, second_channel) = (first.channel().await, second.channel().await);
-    let admin = admin_with_key(&first_channel, "suspendreplicas").await;
-    get_tenant(&second_channel, &admin.key)
-        .await
-        .expect("the key works on the second server");
+    let replicas = Replicas::start("ALLY_AUTH__TENANT_CACHE_TTL", "suspendreplicas").await;
 
-    suspend(&first_channel, &admin.tenant_id).await;
+    suspend(&replicas.first_channel, &replicas.admin.tenant_id).await;
 
-    let rejected = wait_until(Duration::from_secs(5), || {
-        let (channel, key) = (second_channel.clone(), admin.key.clone());
-        async move {
-            matches!(
-                get_tenant(&channel, &key).await,
-                Err(status) if status.code() == Code::PermissionDenied
-            )
-        }
-    })
-    .await;
     assert!(
-        rejected,
+        replicas.second_rejects_key(Code::PermissionDenied).await,
         "the second server still serves the suspended tenant"
     );
-    first.stop().await;
-    second.stop().await;
+    replicas.stop().await;
 }

@@ -15,7 +15,6 @@
 //! [`SessionEvent::Resync`] once it is subscribed again, so watchers read what they missed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,15 +22,15 @@ use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
+
+use crate::cache::pubsub::{OutageLog, publish_loop, subscribe};
 
 /// Capacity of each session's broadcast channel. A watcher that falls further behind receives
 /// `RecvError::Lagged`.
 const CHANNEL_CAPACITY: usize = 256;
 /// Publications queued for Redis before new ones are dropped.
 const PUBLISH_QUEUE: usize = 4096;
-/// Limit for connecting to Redis and for one command.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new subscription waits for its Redis subscription before it goes on without one.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// Maximum pause between attempts to subscribe again after Redis went away.
@@ -101,7 +100,11 @@ impl EventBus {
             return Ok(EventBus::local());
         };
         let client = redis::Client::open(url.expose_secret()).map_err(EventBusError)?;
-        let outage = Arc::new(OutageLog::default());
+        let outage = Arc::new(OutageLog::new(
+            "Redis is unavailable; chat messages still save, but watchers on other servers miss \
+             them until it is back",
+            "Redis is reachable again; relaying chat events between servers",
+        ));
         let (publications, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publish_loop(client.clone(), queue, outage.clone()));
         Ok(EventBus::build(Some(Redis {
@@ -242,69 +245,6 @@ impl Drop for Subscription {
     }
 }
 
-/// Logs the start and the end of a Redis outage once each, however many calls fail in between.
-#[derive(Default)]
-struct OutageLog {
-    down: AtomicBool,
-}
-
-impl OutageLog {
-    fn failed(&self, error: &str) {
-        if !self.down.swap(true, Ordering::SeqCst) {
-            warn!(
-                error,
-                "Redis is unavailable; chat messages still save, but watchers on other servers \
-                 miss them until it is back"
-            );
-        }
-    }
-
-    fn recovered(&self) {
-        if self.down.swap(false, Ordering::SeqCst) {
-            info!("Redis is reachable again; relaying chat events between servers");
-        }
-    }
-}
-
-/// Publishes queued events in order, connecting to Redis when needed.
-async fn publish_loop(
-    client: redis::Client,
-    mut queue: mpsc::Receiver<(String, String)>,
-    outage: Arc<OutageLog>,
-) {
-    let mut connection: Option<redis::aio::ConnectionManager> = None;
-    while let Some((channel, payload)) = queue.recv().await {
-        if connection.is_none() {
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(REDIS_TIMEOUT))
-                .set_response_timeout(Some(REDIS_TIMEOUT))
-                .set_number_of_retries(1);
-            match client.get_connection_manager_with_config(config).await {
-                Ok(manager) => connection = Some(manager),
-                Err(error) => {
-                    outage.failed(&error.to_string());
-                    continue;
-                }
-            }
-        }
-        let Some(manager) = connection.as_mut() else {
-            continue;
-        };
-        let published = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(&payload)
-            .query_async::<i64>(manager)
-            .await;
-        match published {
-            Ok(_) => outage.recovered(),
-            Err(error) => {
-                outage.failed(&error.to_string());
-                connection = None;
-            }
-        }
-    }
-}
-
 /// Forwards the events other servers publish for one session into its local channel, and
 /// subscribes again whenever the Redis connection breaks. Aborted with its last subscriber.
 async fn relay_loop(
@@ -352,21 +292,6 @@ async fn relay_loop(
         resubscribing = true;
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
-    }
-}
-
-async fn subscribe(client: &redis::Client, channel: &str) -> Result<redis::aio::PubSub, String> {
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub)
-    };
-    match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-        Ok(Ok(pubsub)) => Ok(pubsub),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!(
-            "subscribing to Redis timed out after {REDIS_TIMEOUT:?}"
-        )),
     }
 }
 

@@ -206,7 +206,7 @@ impl Authenticator {
                     return self.identify_external(identity, context).await;
                 }
                 self.tokens
-                    .verify(token)
+                    .verify_new(token)
                     .map_err(|error| rejected(&error))?
             }
         };
@@ -341,8 +341,9 @@ impl Authenticator {
                     repo::tenants::find(&mut conn, tenant_id).await?
                 };
                 found.map(|tenant| {
+                    let tenant = Arc::new(tenant);
                     self.callers.insert_tenant(generation, tenant.clone());
-                    Arc::new(tenant)
+                    tenant
                 })
             }
         };

@@ -16,16 +16,17 @@
 //! change made through another server applies here after at most the TTL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::Role;
+use crate::cache::pubsub::{OutageLog, publish_loop, subscribe};
 use crate::models::Tenant;
 
 /// Redis channel of removals between servers.
@@ -35,8 +36,6 @@ pub const CHANNEL: &str = "ally:caller-cache-invalidations";
 const MAX_ENTRIES: u64 = 100_000;
 /// Removals queued for Redis before new ones are dropped.
 const PUBLISH_QUEUE: usize = 1024;
-/// Limit for connecting to Redis and for one command.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Maximum pause between attempts to subscribe again after Redis went away.
 const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(5);
 
@@ -90,7 +89,7 @@ struct Inner {
     generation: AtomicU64,
     /// Random id of this cache, so it can recognise its own publications in Redis.
     origin: String,
-    publications: Option<mpsc::Sender<String>>,
+    publications: Option<mpsc::Sender<(String, String)>>,
 }
 
 impl CallerCache {
@@ -110,7 +109,11 @@ impl CallerCache {
         let client = redis_url
             .map(|url| redis::Client::open(url.expose_secret()))
             .transpose()?;
-        let outage = Arc::new(OutageLog::default());
+        let outage = Arc::new(OutageLog::new(
+            "Redis is unavailable; API key revocations and tenant changes reach other servers \
+             only when their cache entries expire",
+            "Redis is reachable again; sharing cache removals between servers",
+        ));
         let publications = client.as_ref().map(|client| {
             let (sender, queue) = mpsc::channel(PUBLISH_QUEUE);
             tokio::spawn(publish_loop(client.clone(), queue, outage.clone()));
@@ -152,7 +155,7 @@ impl CallerCache {
         if let Some(inner) = &self.inner
             && let Some(keys) = &inner.keys
         {
-            inner.insert(keys, generation, key.key_id.clone(), key);
+            inner.insert(keys, generation, key.key_id.clone(), Arc::new(key));
         }
     }
 
@@ -162,7 +165,7 @@ impl CallerCache {
     }
 
     /// Stores `tenant` unless a removal happened since `generation` was read.
-    pub fn insert_tenant(&self, generation: u64, tenant: Tenant) {
+    pub fn insert_tenant(&self, generation: u64, tenant: Arc<Tenant>) {
         if let Some(inner) = &self.inner
             && let Some(tenants) = &inner.tenants
         {
@@ -213,9 +216,9 @@ impl Inner {
         cache: &moka::sync::Cache<String, Arc<V>>,
         generation: u64,
         id: String,
-        value: V,
+        value: Arc<V>,
     ) {
-        cache.insert(id.clone(), Arc::new(value));
+        cache.insert(id.clone(), value);
         // A removal that ran during the insert may have missed the new entry, so check the
         // generation after inserting and take the entry out again.
         if self.generation.load(Ordering::SeqCst) != generation {
@@ -261,73 +264,14 @@ impl Inner {
             removal,
         })
         .unwrap_or_default();
-        if publications.try_send(payload).is_err() {
+        if publications
+            .try_send((CHANNEL.to_string(), payload))
+            .is_err()
+        {
             warn!(
                 "the queue of cache removals to publish is full; other servers apply the \
                  dropped ones when their entries expire"
             );
-        }
-    }
-}
-
-/// Logs the first failure of an outage and the recovery once.
-#[derive(Default)]
-struct OutageLog {
-    down: AtomicBool,
-}
-
-impl OutageLog {
-    fn failed(&self, error: &str) {
-        if !self.down.swap(true, Ordering::SeqCst) {
-            warn!(
-                error,
-                "Redis is unavailable; API key revocations and tenant changes reach other servers \
-                 only when their cache entries expire"
-            );
-        }
-    }
-
-    fn recovered(&self) {
-        if self.down.swap(false, Ordering::SeqCst) {
-            info!("Redis is reachable again; sharing cache removals between servers");
-        }
-    }
-}
-
-async fn publish_loop(
-    client: redis::Client,
-    mut queue: mpsc::Receiver<String>,
-    outage: Arc<OutageLog>,
-) {
-    let mut connection: Option<redis::aio::ConnectionManager> = None;
-    while let Some(payload) = queue.recv().await {
-        if connection.is_none() {
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(REDIS_TIMEOUT))
-                .set_response_timeout(Some(REDIS_TIMEOUT))
-                .set_number_of_retries(1);
-            match client.get_connection_manager_with_config(config).await {
-                Ok(manager) => connection = Some(manager),
-                Err(error) => {
-                    outage.failed(&error.to_string());
-                    continue;
-                }
-            }
-        }
-        let Some(manager) = connection.as_mut() else {
-            continue;
-        };
-        let published = redis::cmd("PUBLISH")
-            .arg(CHANNEL)
-            .arg(&payload)
-            .query_async::<i64>(manager)
-            .await;
-        match published {
-            Ok(_) => outage.recovered(),
-            Err(error) => {
-                outage.failed(&error.to_string());
-                connection = None;
-            }
         }
     }
 }
@@ -340,7 +284,7 @@ async fn subscribe_loop(
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match subscribe(&client).await {
+        match subscribe(&client, CHANNEL).await {
             Ok(pubsub) => {
                 outage.recovered();
                 delay = Duration::from_millis(100);
@@ -377,21 +321,6 @@ async fn subscribe_loop(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
-    }
-}
-
-async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSub, String> {
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(CHANNEL).await?;
-        Ok::<_, redis::RedisError>(pubsub)
-    };
-    match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-        Ok(Ok(pubsub)) => Ok(pubsub),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!(
-            "subscribing to Redis timed out after {REDIS_TIMEOUT:?}"
-        )),
     }
 }
 
@@ -504,8 +433,8 @@ mod tests {
         let cache =
             CallerCache::new(Duration::from_secs(60), Duration::from_secs(60), None).unwrap();
         cache.insert_key(cache.generation(), key("ak1"));
-        cache.insert_tenant(cache.generation(), tenant("t1"));
-        cache.insert_tenant(cache.generation(), tenant("t2"));
+        cache.insert_tenant(cache.generation(), Arc::new(tenant("t1")));
+        cache.insert_tenant(cache.generation(), Arc::new(tenant("t2")));
         cache
     }
 
@@ -537,7 +466,7 @@ mod tests {
         let before_read = cache.generation();
 
         cache.forget_tenant("t1");
-        cache.insert_tenant(before_read, tenant("t1"));
+        cache.insert_tenant(before_read, Arc::new(tenant("t1")));
 
         assert!(cache.tenant("t1").is_none());
     }
@@ -547,7 +476,7 @@ mod tests {
         let cache = CallerCache::new(Duration::from_secs(60), Duration::ZERO, None).unwrap();
 
         cache.insert_key(cache.generation(), key("ak1"));
-        cache.insert_tenant(cache.generation(), tenant("t1"));
+        cache.insert_tenant(cache.generation(), Arc::new(tenant("t1")));
 
         assert!(cache.key("ak1").is_some());
         assert!(cache.tenant("t1").is_none());

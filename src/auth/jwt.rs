@@ -156,9 +156,15 @@ impl TokenKeys {
     /// claims. A token verified before is taken from memory, with its validity period checked
     /// again.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        if let Some(claims) = self.verified_before(token) {
-            return Ok(claims);
+        match self.verified_before(token) {
+            Some(claims) => Ok(claims),
+            None => self.verify_new(token),
         }
+    }
+
+    /// Verifies a token that [`TokenKeys::verified_before`] did not find, and keeps it in
+    /// memory when it passes.
+    pub fn verify_new(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| Arc::new(data.claims))
             .map_err(|error| TokenError(error.to_string()))?;

@@ -4,6 +4,7 @@
 //! when `redis.url` is set so that every server reads the same entries.
 
 mod config;
+pub mod pubsub;
 mod redis_link;
 
 pub use self::config::{CachedConfiguration, ConfigCache, generation_key, redis_key};

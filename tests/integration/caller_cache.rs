@@ -238,13 +238,13 @@ async fn suspend(channel: &Channel, tenant_id: &str) {
         .expect("suspend");
 }
 
-fn assert_suspended(result: Result<pb::Tenant, tonic::Status>, what: &str) {
-    let status = result.expect_err(what);
-    assert_eq!(status.code(), Code::PermissionDenied, "{what}: {status:?}");
+fn assert_suspended(result: Result<pb::Tenant, tonic::Status>, case: &str) {
+    let status = result.expect_err(case);
+    assert_eq!(status.code(), Code::PermissionDenied, "{case}: {status:?}");
     assert_eq!(
         status.get_details_error_info().map(|info| info.reason),
         Some("TENANT_SUSPENDED".to_string()),
-        "{what}"
+        "{case}"
     );
 }
 
